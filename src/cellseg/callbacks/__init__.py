@@ -1,0 +1,6 @@
+"""Callbacks of cellseg's training runs."""
+
+from cellseg.callbacks.image_grid import ValidationImageGrid
+from cellseg.callbacks.run_summary import RunSummary
+
+__all__ = ["RunSummary", "ValidationImageGrid"]

@@ -1,0 +1,17 @@
+"""Data sources, channel strategies, labeling targets and the shared sample pipeline."""
+
+from cellseg.data.channels import ChannelStrategy
+from cellseg.data.datamodule import SegmentationDataModule, SyntheticDataModule
+from cellseg.data.dataset import SampleSet, SegmentationDataset
+from cellseg.data.normalize import Normalization
+from cellseg.data.targets import BinaryTarget
+
+__all__ = [
+    "BinaryTarget",
+    "ChannelStrategy",
+    "Normalization",
+    "SampleSet",
+    "SegmentationDataModule",
+    "SegmentationDataset",
+    "SyntheticDataModule",
+]

@@ -1,0 +1,203 @@
+"""LightningDataModules: one shared pipeline, one subclass per data source."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from cellseg.data.channels import ChannelStrategy
+from cellseg.data.dataset import SampleSet, SegmentationDataset
+from cellseg.data.normalize import Normalization
+from cellseg.data.targets import BinaryTarget
+
+SPLITS = ("train", "val", "test")
+
+
+class UnpaddedDistributedSampler(DistributedSampler):
+    """Each rank evaluates a disjoint share of the data and no sample twice.
+
+    Lightning's default DistributedSampler pads the last batch with repeated samples so ranks stay in
+    step, which biases validation metrics; metrics here are summed across ranks, so uneven shares are fine.
+    """
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, len(self.dataset), self.num_replicas))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, len(self.dataset), self.num_replicas))
+
+
+class SegmentationDataModule(pl.LightningDataModule, ABC):
+    """Shared loading logic: subclasses only say which channels exist and how to decode a split."""
+
+    def __init__(
+        self,
+        channels: ChannelStrategy,
+        target: BinaryTarget,
+        augmentation: Callable[..., dict] | None = None,
+        normalization: Mapping[str, Any] | Normalization | None = None,
+        batch_size: int = 8,
+        val_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = True,
+        persistent_workers: bool = True,
+        crop_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}.")
+        if num_workers < 0:
+            raise ValueError(f"data.num_workers must be >= 0, got {num_workers}.")
+        if crop_size is not None and crop_size < 8:
+            raise ValueError(
+                f"data.crop_size must be >= 8 pixels (or null for whole images), got {crop_size}."
+            )
+        self.channels = channels
+        self.target = target
+        self.augmentation = augmentation
+        if isinstance(normalization, Normalization):
+            self.normalization = normalization
+        else:
+            self.normalization = Normalization(**dict(normalization or {}))
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size or batch_size
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.persistent_workers = persistent_workers
+        self.crop_size = crop_size
+        self.channels.bind(self.channel_names)  # a bad channel name fails here, before any work
+        self._datasets: dict[str, SegmentationDataset] = {}
+
+    @property
+    @abstractmethod
+    def channel_names(self) -> tuple[str, ...]:
+        """Names of the channels of the source images, in order."""
+
+    @abstractmethod
+    def load_split(self, split: str) -> SampleSet:
+        """Decode one split ('train', 'val' or 'test')."""
+
+    def has_split(self, split: str) -> bool:
+        """Whether the source provides labelled images for ``split``."""
+        return split in ("train", "val")
+
+    @property
+    def in_channels(self) -> int:
+        return self.channels.num_channels
+
+    @property
+    def num_classes(self) -> int:
+        return self.target.num_classes
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.target.class_names
+
+    def dataset(self, split: str) -> SegmentationDataset:
+        """The dataset of a split, decoded once and kept in memory."""
+        if split not in SPLITS:
+            raise ValueError(f"Unknown split '{split}'; expected one of {', '.join(SPLITS)}.")
+        if split not in self._datasets:
+            samples = self.load_split(split)
+            if len(samples) == 0:
+                raise ValueError(f"The '{split}' split of {type(self).__name__} is empty.")
+            training = split == "train"
+            self._datasets[split] = SegmentationDataset(
+                samples,
+                self.channel_names,
+                self.channels,
+                self.target,
+                self.normalization,
+                augment=self.augmentation if training else None,
+                crop_size=self.crop_size if training else None,
+            )
+        return self._datasets[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ()}
+        for split in wanted.get(stage or "fit", ("train", "val")):
+            self.dataset(split)
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        dataset = self.dataset(split)
+        sampler = None
+        trainer = self.trainer
+        if not shuffle and trainer is not None and trainer.world_size > 1:
+            sampler = UnpaddedDistributedSampler(
+                dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+            )
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            sampler=sampler,
+            drop_last=shuffle and len(dataset) > batch_size,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            persistent_workers=self.persistent_workers and self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.val_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.val_batch_size, shuffle=False)
+
+    def describe(self) -> dict[str, Any]:
+        """What a checkpoint must remember to feed new images the same way (plain Python values)."""
+        return {
+            "source": type(self).__name__,
+            "channel_names": list(self.channel_names),
+            "channels": [s if isinstance(s, int) else str(s) for s in self.channels.specs],
+            "normalization": vars(self.normalization).copy(),
+            "class_names": list(self.class_names),
+            "crop_size": self.crop_size,
+        }
+
+
+class SyntheticDataModule(SegmentationDataModule):
+    """Fluorescence-like cell images generated from a seed (``data=synthetic``); nothing to download."""
+
+    def __init__(
+        self,
+        num_train: int = 48,
+        num_val: int = 16,
+        num_test: int = 16,
+        size: int = 256,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> None:
+        from cellseg.data.synthetic import SyntheticCellsParams
+
+        self.counts = {"train": num_train, "val": num_val, "test": num_test}
+        for split, count in self.counts.items():
+            if count < (0 if split == "test" else 1):
+                raise ValueError(f"data.num_{split} must be >= {0 if split == 'test' else 1}, got {count}.")
+        self.params = SyntheticCellsParams(size=size)
+        self.seed = seed
+        super().__init__(**kwargs)
+
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        from cellseg.data.synthetic import CHANNEL_NAMES
+
+        return tuple(CHANNEL_NAMES)
+
+    def has_split(self, split: str) -> bool:
+        return self.counts.get(split, 0) > 0
+
+    def load_split(self, split: str) -> SampleSet:
+        from cellseg.data.synthetic import generate_cells
+
+        images, instances = generate_cells(self.counts[split], self.seed, split, self.params)
+        names = [f"synthetic_{split}_{i:04d}" for i in range(len(images))]
+        return SampleSet(list(images), [np.asarray(m) for m in instances], names)

@@ -1,0 +1,116 @@
+"""The LightningModule: builds network and loss from plain config dicts, so a checkpoint is self-contained."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from torchmetrics import MeanMetric
+
+from cellseg.metrics import SegmentationMetrics
+from cellseg.models import create_model
+
+# Keys of a scheduler config that are Lightning's, not the scheduler's constructor arguments.
+_LIGHTNING_SCHEDULER_KEYS = ("interval", "frequency", "monitor")
+_STAGES = ("train", "val", "test")
+
+
+class SegmentationModule(pl.LightningModule):
+    """Semantic segmentation with per-epoch Dice, IoU, pixel and per-class accuracy.
+
+    Every constructor argument is a plain Python value (the resolved config), saved as hyperparameters;
+    ``SegmentationModule.load_from_checkpoint(path)`` therefore rebuilds the exact network, loss and
+    data pipeline description without the run directory or its config files.
+    """
+
+    def __init__(
+        self,
+        model: Mapping[str, Any],
+        loss: Mapping[str, Any],
+        optimizer: Mapping[str, Any],
+        in_channels: int,
+        class_names: Sequence[str],
+        scheduler: Mapping[str, Any] | None = None,
+        ignore_index: int = -100,
+        pipeline: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(logger=False)  # train.py logs a curated, flat set instead
+        self.class_names = tuple(class_names)
+        num_classes = len(self.class_names)
+        self.net = create_model(in_channels=in_channels, classes=num_classes, **dict(model))
+        self.criterion = instantiate(dict(loss), num_classes=num_classes, ignore_index=ignore_index)
+        # One metric object per stage (train/val/test), named ``<stage>_scores`` and ``<stage>_loss``.
+        for stage in _STAGES:
+            setattr(self, f"{stage}_scores", SegmentationMetrics(self.class_names, ignore_index))
+            setattr(self, f"{stage}_loss", MeanMetric())
+
+    def _scores(self, stage: str) -> SegmentationMetrics:
+        return getattr(self, f"{stage}_scores")
+
+    def _loss(self, stage: str) -> MeanMetric:
+        return getattr(self, f"{stage}_loss")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _step(self, batch: Mapping[str, torch.Tensor], stage: str) -> dict[str, torch.Tensor]:
+        logits = self(batch["image"])
+        loss = self.criterion(logits, batch)
+        preds = logits.argmax(dim=1)
+        self._scores(stage).update(preds, batch["mask"])
+        self._loss(stage).update(loss.detach(), weight=batch["image"].shape[0])
+        return {"loss": loss, "preds": preds}
+
+    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        out = self._step(batch, "train")
+        self.log("train/loss_step", out["loss"].detach(), on_step=True, on_epoch=False, prog_bar=True)
+        return out
+
+    def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._step(batch, "val")
+
+    def test_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._step(batch, "test")
+
+    def _log_epoch(self, stage: str) -> None:
+        scores = {f"{stage}/{name}": value for name, value in self._scores(stage).compute().items()}
+        scores[f"{stage}/loss"] = float(self._loss(stage).compute())
+        # Both metric objects already summed their state over all ranks: no further sync is needed.
+        self.log(f"{stage}/dice", scores.pop(f"{stage}/dice"), prog_bar=True)
+        self.log_dict(scores)
+        self._scores(stage).reset()
+        self._loss(stage).reset()
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:
+            self._log_epoch("val")
+        else:
+            self._scores("val").reset()
+            self._loss("val").reset()
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def configure_optimizers(self) -> Any:
+        optimizer = instantiate(dict(self.hparams.optimizer))(params=self.parameters())
+        scheduler_cfg = dict(self.hparams.scheduler or {})
+        if not scheduler_cfg:
+            return optimizer
+        lightning_keys = {k: scheduler_cfg.pop(k) for k in _LIGHTNING_SCHEDULER_KEYS if k in scheduler_cfg}
+        scheduler_factory = instantiate(scheduler_cfg)
+        if (
+            "total_steps" in inspect.signature(scheduler_factory.func).parameters
+            and "total_steps" not in scheduler_cfg
+        ):
+            scheduler = scheduler_factory(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
+        else:
+            scheduler = scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **lightning_keys}}

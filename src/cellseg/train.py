@@ -1,0 +1,153 @@
+"""``python -m cellseg.train``: compose the config, wire the parts, train, test, report.
+
+This module only wires: every part is built by ``cellseg.utils.instantiate`` from its config group,
+and the run directory contract (``metrics.json``, checkpoints, TensorBoard) is kept by callbacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+from cellseg import __version__
+from cellseg.callbacks.run_summary import RunSummary
+from cellseg.config import ConfigError, check_overrides, config_dir
+from cellseg.utils.ddp import hydra_job_ddp_children
+from cellseg.utils.instantiate import build_callbacks, build_datamodule, build_loggers, build_module
+from cellseg.utils.runs import check_checkpoint, prepare_run_dir, print_metrics_table
+
+log = logging.getLogger(__name__)
+
+
+def _hydra_runtime() -> dict[str, Any]:
+    """Group choices and command-line overrides of this job (empty when Hydra is not running it)."""
+    if not HydraConfig.initialized():
+        return {"choices": {}, "overrides": []}
+    hydra_cfg = HydraConfig.get()
+    choices = {k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra")}
+    return {"choices": choices, "overrides": list(hydra_cfg.overrides.task)}
+
+
+def _flat(prefix: str, node: Any) -> dict[str, Any]:
+    """Flat ``a/b`` keys with scalar values, as TensorBoard's hparams table wants them."""
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key != "_partial_":
+                out.update(_flat(f"{prefix}/{key}" if prefix else str(key), value))
+        return out
+    return {prefix: node if isinstance(node, (int, float, str, bool)) else str(node)}
+
+
+def log_hyperparameters(
+    trainer: pl.Trainer, cfg: DictConfig, module: pl.LightningModule, runtime: dict
+) -> None:
+    """Config choices, sweepable settings and model size to every logger (TensorBoard's hparams tab)."""
+    sections = {
+        k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("model", "loss", "optimizer", "scheduler")
+    }
+    params = {
+        **_flat("choice", runtime["choices"]),
+        **_flat("", sections),
+        "seed": cfg.seed,
+        "data/batch_size": cfg.data.batch_size,
+        "trainer/max_epochs": cfg.trainer.max_epochs,
+        "trainer/precision": str(cfg.trainer.precision),
+        "model/params_total": sum(p.numel() for p in module.parameters()),
+        "model/params_trainable": sum(p.numel() for p in module.parameters() if p.requires_grad),
+    }
+    for logger in trainer.loggers:
+        logger.log_hyperparams(params, metrics={f"hp/best_{cfg.monitor}": math.nan})
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train (and test) one model as configured; returns the run summary written to metrics.json."""
+    run_dir = Path(cfg.paths.run_dir)
+    ckpt_path = check_checkpoint(cfg.get("ckpt_path"))
+    if rank_zero_only.rank == 0:
+        prepare_run_dir(run_dir)
+    pl.seed_everything(cfg.seed, workers=True)
+
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg, datamodule)
+    runtime = _hydra_runtime()
+    summary = RunSummary(
+        run_dir,
+        monitor=cfg.monitor,
+        mode=cfg.monitor_mode,
+        info={
+            "run_dir": str(run_dir.resolve()),
+            "task_name": cfg.task_name,
+            "tags": list(cfg.tags),
+            "seed": cfg.seed,
+            "cellseg_version": __version__,
+            "resumed_from": ckpt_path,
+            **runtime,
+        },
+    )
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, callbacks=[*build_callbacks(cfg), summary], logger=build_loggers(cfg) or False
+    )
+    log_hyperparameters(trainer, cfg, module, runtime)
+
+    if cfg.train:
+        with hydra_job_ddp_children():
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    checkpoint = (
+        trainer.checkpoint_callback if isinstance(trainer.checkpoint_callback, ModelCheckpoint) else None
+    )
+    best_path = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+    summary.extra["checkpoints"] = {"best": best_path, "last": str(run_dir / "checkpoints" / "last.ckpt")}
+
+    if cfg.test:
+        if datamodule.has_split("test"):
+            test_ckpt = best_path if cfg.train else ckpt_path
+            results = trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt, verbose=False)
+            summary.extra["test"] = {k: float(v) for k, v in (results[0] if results else {}).items()}
+            summary.extra["test_checkpoint"] = test_ckpt
+        else:
+            log.info(
+                "test=true but %s has no test split; skipping the test stage.", type(datamodule).__name__
+            )
+
+    best = summary.best_entry()
+    if best is not None:
+        for logger in trainer.loggers:
+            logger.log_metrics({f"hp/best_{cfg.monitor}": best[cfg.monitor]}, step=trainer.global_step)
+    summary.write(trainer)
+    if trainer.is_global_zero:
+        print_metrics_table(summary.summary())
+    return summary.summary()
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    """Hydra entry point; returns the monitored best value so Hydra sweepers can optimise it."""
+    result = train(cfg)
+    best = result.get("best") or {}
+    return best.get(cfg.monitor)
+
+
+def main() -> None:
+    """Check the command line against the config tree, then hand over to Hydra."""
+    try:
+        check_overrides(sys.argv[1:])
+    except ConfigError as error:
+        print(f"cellseg: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

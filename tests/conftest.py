@@ -1,0 +1,63 @@
+"""Shared fixtures: the real config tree, composed as a user's command line would compose it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+from cellseg.config import config_dir
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+# Small, fast settings for end-to-end runs on a 2-core CPU.
+FAST = [
+    "data.num_train=8",
+    "data.num_val=4",
+    "data.num_test=4",
+    "data.size=64",
+    "data.crop_size=64",
+    "data.batch_size=4",
+    "model.encoder=resnet18",
+    "trainer.max_epochs=1",
+    "trainer.enable_progress_bar=false",
+    "trainer.num_sanity_val_steps=0",
+    "callbacks=minimal",
+]
+
+
+def compose_config(overrides: Sequence[str] = (), run_dir: Path | None = None) -> DictConfig:
+    """The composed training config for ``overrides``, with the run directory set when given."""
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=list(overrides))
+    if run_dir is not None:
+        with open_dict(cfg):
+            cfg.paths.run_dir = str(run_dir)
+    return cfg
+
+
+def run_cli(
+    args: Sequence[str], cwd: Path, timeout: float = 600, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``python -m cellseg.train`` as a user would, from ``cwd``."""
+    environment = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "cellseg.train", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=environment,
+    )
+
+
+@pytest.fixture
+def fast_overrides() -> list[str]:
+    return list(FAST)
