@@ -6,7 +6,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from cellseg.config import ConfigError, check_overrides, config_dir, group_options
+from cellseg.config import ConfigError, check_command_line, config_dir, group_options
 from cellseg.data.datamodule import SegmentationDataModule
 from cellseg.module import SegmentationModule
 from cellseg.utils.instantiate import build_callbacks, build_datamodule, build_loggers, build_module
@@ -70,14 +70,14 @@ def test_model_size_follows_channels_and_target(tmp_path):
 
 def test_misspelled_group_option_names_valid_choices():
     with pytest.raises(ConfigError) as info:
-        check_overrides(["model=unett"])
+        check_command_line(["model=unett"])
     message = str(info.value)
     assert "'unett'" in message and "'model'" in message and "unet" in message.split("Valid choices:")[1]
 
 
 def test_misspelled_key_names_valid_keys():
     with pytest.raises(ConfigError) as info:
-        check_overrides(["optimizer.lrr=1e-3"])
+        check_command_line(["optimizer.lrr=1e-3"])
     message = str(info.value)
     assert "optimizer.lrr" in message
     assert "lr" in message.split("Valid keys there:")[1] and "weight_decay" in message
@@ -86,14 +86,14 @@ def test_misspelled_key_names_valid_keys():
 
 def test_sweep_values_are_checked_too():
     with pytest.raises(ConfigError, match="'adamm'"):
-        check_overrides(["optimizer=adam,adamm"])
-    check_overrides(["optimizer=adam,sgd", "optimizer.lr=0.1,0.01", "loss.class_weights=[1,1],[1,5]"])
+        check_command_line(["optimizer=adam,adamm"])
+    check_command_line(["optimizer=adam,sgd", "optimizer.lr=0.1,0.01", "loss.class_weights=[1,1],[1,5]"])
 
 
 def test_keys_of_the_chosen_option_are_valid():
-    check_overrides(["optimizer=sgd", "optimizer.momentum=0.8"])
+    check_command_line(["optimizer=sgd", "optimizer.momentum=0.8"])
     with pytest.raises(ConfigError, match="momentum"):
-        check_overrides(["optimizer=adam", "optimizer.momentum=0.8"])
+        check_command_line(["optimizer=adam", "optimizer.momentum=0.8"])
 
 
 def test_cli_typo_fails_before_any_work(tmp_path):
@@ -105,6 +105,18 @@ def test_cli_typo_fails_before_any_work(tmp_path):
     assert result.returncode == 2
     assert "Unknown config key 'optimizer.lrr'" in result.stderr
     assert not (tmp_path / "outputs").exists()
+
+
+def test_cli_unwritable_output_location_fails_before_any_work(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    result = run_cli([f"paths.output_root={blocker / 'runs'}"], cwd=tmp_path, timeout=120)
+    assert result.returncode == 2
+    assert (
+        f"Cannot write runs to '{blocker / 'runs'}" in result.stderr and "is not a directory" in result.stderr
+    )
+    result = run_cli(["-m", f"hydra.sweep.dir={blocker / 'sweep'}", "seed=1,2"], cwd=tmp_path, timeout=120)
+    assert result.returncode == 2 and "Cannot write runs" in result.stderr
 
 
 def test_config_is_found_from_any_working_directory(tmp_path):

@@ -8,12 +8,16 @@ the valid choices or keys, before any data is generated or any directory is writ
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, ValueType
+from hydra.errors import OverrideParseException
 from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from cellseg.errors import ConfigError, OutputDirError
 
 PRIMARY_CONFIG = "train"
 
@@ -28,10 +32,6 @@ def config_dir() -> Path:
         f"cellseg's config tree was not found next to the package ({package_dir / 'conf'}) nor at the "
         f"repository top ({package_dir.parents[1] / 'conf'}); reinstall cellseg."
     )
-
-
-class ConfigError(ValueError):
-    """A command-line override that names an option or key the config tree does not have."""
 
 
 def group_options(group: str, root: Path | None = None) -> list[str]:
@@ -78,7 +78,8 @@ def check_key(cfg: DictConfig, key: str) -> None:
         if isinstance(node, DictConfig):
             if part not in node:
                 where = ".".join(walked) or "the top level"
-                valid = sorted(str(k) for k in node)
+                hidden = {"hydra"} if not walked else set()
+                valid = sorted(str(k) for k in node if not str(k).startswith("_") and str(k) not in hidden)
                 raise ConfigError(
                     f"Unknown config key '{key}': '{part}' is not a key of {where}. "
                     f"Valid keys there: {', '.join(valid)}.{_suggest(part, valid)} "
@@ -94,40 +95,83 @@ def check_key(cfg: DictConfig, key: str) -> None:
         walked.append(part)
 
 
-def check_overrides(args: Sequence[str], root: Path | None = None) -> None:
-    """Check the ``key=value`` arguments of a cellseg command line against the config tree.
+def _single_run(override: Override) -> str | None:
+    """The override as one plain ``key=value`` (a sweep's first value), for composing one job's config."""
+    if override.is_delete() or not override.is_sweep_override():
+        return override.input_line
+    values = _values(override)
+    return f"{override.get_key_element()}={values[0]}" if values else None
 
-    Group choices are checked against the files of each group; plain keys against the config composed
-    with the given group choices (the first value of each sweep). ``+key``/``++key``/``~key`` and
-    ``hydra.*`` overrides are Hydra's to judge and pass through unchecked.
+
+def check_output_location(folder: str | Path) -> None:
+    """Fail before any work when runs could not be written under ``folder`` (not created here)."""
+    path = Path(folder).expanduser().absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not a directory" if not existing.is_dir() else "is not writable"
+        raise OutputDirError(
+            f"Cannot write runs to '{path}': '{existing}' {what}. Choose a writable location with "
+            "paths.output_root=<dir> (or the CELLSEG_OUTPUT_ROOT environment variable)."
+        )
+
+
+def check_command_line(args: Sequence[str], root: Path | None = None) -> None:
+    """Check a ``cellseg.train`` command line against the config tree before Hydra starts the run.
+
+    Group choices are checked against the files of each group (every value of a sweep); plain keys
+    against the config composed for the first job; the output folder must be writable.
+    ``+key``/``++key``/``~key`` and ``hydra.*`` overrides are Hydra's to judge.
     """
-    from hydra import compose, initialize_config_dir
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.utils import setup_globals
 
     root = root or config_dir()
-    overrides = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")])
+    try:
+        parsed = get_args_parser().parse_args(list(args))
+    except SystemExit:
+        return  # malformed flags: Hydra reports those itself
+    if parsed.config_name or parsed.config_dir or parsed.config_path or parsed.help or parsed.hydra_help:
+        return  # another primary config or search path, or a help request: Hydra's business
+    try:
+        overrides = OverridesParser.create().parse_overrides(parsed.overrides)
+    except OverrideParseException:
+        return  # a syntax error: Hydra's own message points at the offending character
     groups = set(config_groups(root))
-    group_args: list[str] = []
     key_overrides: list[Override] = []
     for override in overrides:
         key = override.key_or_group
         if override.package or key.startswith("hydra") or override.is_add() or override.is_delete():
             continue
-        if override.is_force_add():
-            continue
+        if override.is_force_add() or "/" in key:
+            continue  # nested group choices such as hydra/launcher=...: Hydra checks those itself
         if key in groups:
-            choices = _values(override)
-            for choice in choices:
+            for choice in _values(override):
                 check_group_choice(key, choice, root)
-            if choices:
-                group_args.append(f"{key}={choices[0]}")
-        elif "/" in key:
-            continue  # nested group choice such as hydra/launcher=...; Hydra checks those itself
         else:
             key_overrides.append(override)
-    if not key_overrides:
-        return
-    with initialize_config_dir(config_dir=str(root), version_base="1.3"):
-        cfg = compose(config_name=PRIMARY_CONFIG, overrides=group_args)
+    setup_globals()
+    plain_keys = {id(o) for o in key_overrides}
+    structure = [line for o in overrides if id(o) not in plain_keys and (line := _single_run(o)) is not None]
+    cfg = _compose(root, structure)
+    if cfg is None:
+        return  # a composition problem of another kind: Hydra reports it in its own words
     OmegaConf.set_struct(cfg, False)
     for override in key_overrides:
         check_key(cfg, override.key_or_group)
+    if parsed.cfg is None and not parsed.info:
+        job = _compose(root, [line for line in map(_single_run, overrides) if line is not None])
+        if job is not None:
+            check_output_location(
+                OmegaConf.select(job, "hydra.sweep.dir" if parsed.multirun else "hydra.run.dir")
+            )
+
+
+def _compose(root: Path, overrides: Sequence[str]) -> DictConfig | None:
+    """The config of one job with Hydra's own node, or None when Hydra cannot compose it."""
+    from hydra import compose, initialize_config_dir
+
+    try:
+        with initialize_config_dir(config_dir=str(root), version_base="1.3"):
+            return compose(config_name=PRIMARY_CONFIG, overrides=list(overrides), return_hydra_config=True)
+    except Exception:
+        return None

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cellseg.errors import ConfigError
+
 
 class CrossEntropyLoss(nn.Module):
     """Pixel-wise cross-entropy with optional class weights (seed 001's background/cell ``[1, w]``)."""
@@ -23,17 +25,17 @@ class CrossEntropyLoss(nn.Module):
         if class_weights is not None:
             weights = [float(w) for w in class_weights]
             if len(weights) != num_classes:
-                raise ValueError(
+                raise ConfigError(
                     f"loss.class_weights has {len(weights)} values {weights} but the target has "
                     f"{num_classes} classes; give one weight per class."
                 )
             if any(w < 0 for w in weights) or not any(w > 0 for w in weights):
-                raise ValueError(f"loss.class_weights must be >= 0 with at least one > 0, got {weights}.")
+                raise ConfigError(f"loss.class_weights must be >= 0 with at least one > 0, got {weights}.")
             self.register_buffer("class_weights", torch.tensor(weights, dtype=torch.float32))
         else:
             self.class_weights = None
         if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"loss.label_smoothing must be in [0, 1), got {label_smoothing}.")
+            raise ConfigError(f"loss.label_smoothing must be in [0, 1), got {label_smoothing}.")
         self.label_smoothing = label_smoothing
         self.ignore_index = ignore_index
 

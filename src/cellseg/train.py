@@ -17,12 +17,12 @@ import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from cellseg import __version__
 from cellseg.callbacks.run_summary import RunSummary
-from cellseg.config import ConfigError, check_overrides, config_dir
+from cellseg.config import check_command_line, config_dir
+from cellseg.errors import CellsegError, find_cellseg_error
 from cellseg.utils.ddp import hydra_job_ddp_children
 from cellseg.utils.instantiate import build_callbacks, build_datamodule, build_loggers, build_module
 from cellseg.utils.runs import check_checkpoint, prepare_run_dir, print_metrics_table
@@ -104,10 +104,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if cfg.train:
         with hydra_job_ddp_children():
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    checkpoint = (
-        trainer.checkpoint_callback if isinstance(trainer.checkpoint_callback, ModelCheckpoint) else None
+    best_path = next(
+        (
+            c.best_model_path
+            for c in trainer.checkpoint_callbacks
+            if c.monitor == cfg.monitor and c.best_model_path
+        ),
+        None,
     )
-    best_path = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
     summary.extra["checkpoints"] = {"best": best_path, "last": str(run_dir / "checkpoints" / "last.ckpt")}
 
     if cfg.test:
@@ -134,7 +138,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the monitored best value so Hydra sweepers can optimise it."""
-    result = train(cfg)
+    try:
+        result = train(cfg)
+    except Exception as error:
+        bad_input = find_cellseg_error(error)
+        if bad_input is None:
+            raise
+        log.error("cellseg: error: %s", bad_input)  # one line, on the console and in train.log
+        sys.exit(2)
     best = result.get("best") or {}
     return best.get(cfg.monitor)
 
@@ -142,8 +153,8 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 def main() -> None:
     """Check the command line against the config tree, then hand over to Hydra."""
     try:
-        check_overrides(sys.argv[1:])
-    except ConfigError as error:
+        check_command_line(sys.argv[1:])
+    except CellsegError as error:
         print(f"cellseg: error: {error}", file=sys.stderr)
         sys.exit(2)
     _hydra_main()

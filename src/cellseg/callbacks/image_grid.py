@@ -10,6 +10,8 @@ import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 from torchvision.utils import make_grid
 
+from cellseg.errors import ConfigError
+
 # Class colours for up to 8 classes: background black, then distinct hues.
 _PALETTE = torch.tensor(
     [[0, 0, 0], [1, 1, 1], [0.9, 0.6, 0], [0.35, 0.7, 0.9], [0, 0.6, 0.5], [0.95, 0.9, 0.25],
@@ -61,7 +63,7 @@ class ValidationImageGrid(pl.Callback):
 
     def __init__(self, num_images: int = 4, tag: str = "val/examples") -> None:
         if num_images < 1:
-            raise ValueError(f"callbacks.image_grid.num_images must be >= 1, got {num_images}.")
+            raise ConfigError(f"callbacks.image_grid.num_images must be >= 1, got {num_images}.")
         self.num_images = num_images
         self.tag = tag
 

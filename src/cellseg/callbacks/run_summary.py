@@ -16,6 +16,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from cellseg.errors import ConfigError
 from cellseg.utils.io import write_json_atomic
 
 
@@ -40,7 +41,7 @@ class RunSummary(pl.Callback):
         info: Mapping[str, Any] | None = None,
     ) -> None:
         if mode not in ("min", "max"):
-            raise ValueError(f"RunSummary mode must be 'min' or 'max', got '{mode}'.")
+            raise ConfigError(f"RunSummary mode must be 'min' or 'max', got '{mode}'.")
         self.path = Path(run_dir) / "metrics.json"
         self.monitor = monitor
         self.mode = mode

@@ -12,16 +12,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cellseg.errors import ConfigError
+
 ChannelRef = str | int
 
 
 def _resolve(ref: ChannelRef, channel_names: Sequence[str]) -> int:
     """Index of a channel given by name or index, with an error that lists what the data has."""
     if isinstance(ref, bool):
-        raise TypeError(f"Channel spec {ref!r} is a boolean; expected a channel name or index.")
+        raise ConfigError(f"Channel spec {ref!r} is a boolean; expected a channel name or index.")
     if isinstance(ref, int):
         if not -len(channel_names) <= ref < len(channel_names):
-            raise ValueError(
+            raise ConfigError(
                 f"Channel index {ref} is out of range: the images have {len(channel_names)} channels "
                 f"({', '.join(channel_names)})."
             )
@@ -29,7 +31,7 @@ def _resolve(ref: ChannelRef, channel_names: Sequence[str]) -> int:
     if isinstance(ref, str) and ref.lstrip("-").isdigit():
         return _resolve(int(ref), channel_names)
     if ref not in channel_names:
-        raise ValueError(f"Unknown channel '{ref}'. The images have channels: {', '.join(channel_names)}.")
+        raise ConfigError(f"Unknown channel '{ref}'. The images have channels: {', '.join(channel_names)}.")
     return list(channel_names).index(ref)
 
 
@@ -41,7 +43,7 @@ class ChannelStrategy:
 
     def __init__(self, specs: Sequence[ChannelRef]) -> None:
         if isinstance(specs, str) or not specs:
-            raise ValueError(
+            raise ConfigError(
                 f"channels.specs must be a non-empty list of channel names or indices, got {specs!r}."
             )
         object.__setattr__(self, "specs", tuple(specs))
@@ -63,7 +65,7 @@ class ChannelStrategy:
     ) -> np.ndarray:
         """The model input (len(specs), H, W) float32 from a source image (C, H, W) of any dtype."""
         if image.ndim != 3 or image.shape[0] != len(channel_names):
-            raise ValueError(
+            raise ConfigError(
                 f"Expected an image of shape ({len(channel_names)}, H, W) with channels "
                 f"{', '.join(channel_names)}; got shape {image.shape}."
             )

@@ -15,6 +15,7 @@ from cellseg.data.channels import ChannelStrategy
 from cellseg.data.dataset import SampleSet, SegmentationDataset
 from cellseg.data.normalize import Normalization
 from cellseg.data.targets import BinaryTarget
+from cellseg.errors import ConfigError
 
 SPLITS = ("train", "val", "test")
 
@@ -51,11 +52,11 @@ class SegmentationDataModule(pl.LightningDataModule, ABC):
     ) -> None:
         super().__init__()
         if batch_size < 1:
-            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}.")
+            raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}.")
         if num_workers < 0:
-            raise ValueError(f"data.num_workers must be >= 0, got {num_workers}.")
+            raise ConfigError(f"data.num_workers must be >= 0, got {num_workers}.")
         if crop_size is not None and crop_size < 8:
-            raise ValueError(
+            raise ConfigError(
                 f"data.crop_size must be >= 8 pixels (or null for whole images), got {crop_size}."
             )
         self.channels = channels
@@ -102,11 +103,11 @@ class SegmentationDataModule(pl.LightningDataModule, ABC):
     def dataset(self, split: str) -> SegmentationDataset:
         """The dataset of a split, decoded once and kept in memory."""
         if split not in SPLITS:
-            raise ValueError(f"Unknown split '{split}'; expected one of {', '.join(SPLITS)}.")
+            raise ConfigError(f"Unknown split '{split}'; expected one of {', '.join(SPLITS)}.")
         if split not in self._datasets:
             samples = self.load_split(split)
             if len(samples) == 0:
-                raise ValueError(f"The '{split}' split of {type(self).__name__} is empty.")
+                raise ConfigError(f"The '{split}' split of {type(self).__name__} is empty.")
             training = split == "train"
             self._datasets[split] = SegmentationDataset(
                 samples,
@@ -181,7 +182,7 @@ class SyntheticDataModule(SegmentationDataModule):
         self.counts = {"train": num_train, "val": num_val, "test": num_test}
         for split, count in self.counts.items():
             if count < (0 if split == "test" else 1):
-                raise ValueError(f"data.num_{split} must be >= {0 if split == 'test' else 1}, got {count}.")
+                raise ConfigError(f"data.num_{split} must be >= {0 if split == 'test' else 1}, got {count}.")
         self.params = SyntheticCellsParams(size=size)
         self.seed = seed
         super().__init__(**kwargs)

@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 
 from cellseg.data.channels import ChannelStrategy
 from cellseg.data.normalize import Normalization
+from cellseg.errors import ConfigError
 
 
 @dataclass
@@ -23,7 +24,7 @@ class SampleSet:
 
     def __post_init__(self) -> None:
         if len(self.images) != len(self.instances):
-            raise ValueError(f"{len(self.images)} images but {len(self.instances)} label maps.")
+            raise ConfigError(f"{len(self.images)} images but {len(self.instances)} label maps.")
         if not self.names:
             self.names = [f"image_{i:04d}" for i in range(len(self.images))]
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cellseg.errors import ConfigError
+
 METHODS = ("percentile", "minmax")
 
 
@@ -30,11 +32,11 @@ class Normalization:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise ValueError(
+            raise ConfigError(
                 f"normalization.method is '{self.method}'; expected one of {', '.join(METHODS)}."
             )
         if not 0.0 <= self.low < self.high <= 100.0:
-            raise ValueError(
+            raise ConfigError(
                 f"normalization.low/high are {self.low}/{self.high}; expected 0 <= low < high <= 100."
             )
 

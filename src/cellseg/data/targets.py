@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cellseg.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class BinaryTarget:
@@ -18,7 +20,9 @@ class BinaryTarget:
         self, class_names: tuple[str, ...] | list[str] = ("background", "cell"), ignore_index: int = -100
     ):
         if len(class_names) != 2:
-            raise ValueError(f"target.class_names of a binary target needs 2 names, got {list(class_names)}.")
+            raise ConfigError(
+                f"target.class_names of a binary target needs 2 names, got {list(class_names)}."
+            )
         object.__setattr__(self, "class_names", tuple(class_names))
         object.__setattr__(self, "ignore_index", int(ignore_index))
 

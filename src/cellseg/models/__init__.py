@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cellseg.errors import ConfigError
+
 ModelBuilder = Callable[..., nn.Module]
 ARCHITECTURES: dict[str, ModelBuilder] = {}
 
@@ -22,7 +24,7 @@ def register(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
 
     def decorator(builder: ModelBuilder) -> ModelBuilder:
         if name in ARCHITECTURES:
-            raise ValueError(f"Model architecture '{name}' is registered twice.")
+            raise ConfigError(f"Model architecture '{name}' is registered twice.")
         ARCHITECTURES[name] = builder
         return builder
 
@@ -82,7 +84,9 @@ def _smp_unet(
 def create_model(arch: str, in_channels: int, classes: int, **options: Any) -> nn.Module:
     """Build the network named ``arch`` for ``in_channels`` inputs and ``classes`` output logits."""
     if arch not in ARCHITECTURES:
-        raise ValueError(f"Unknown model.arch '{arch}'. Available: {', '.join(sorted(ARCHITECTURES))}.")
+        raise ConfigError(f"Unknown model.arch '{arch}'. Available: {', '.join(sorted(ARCHITECTURES))}.")
     if in_channels < 1 or classes < 1:
-        raise ValueError(f"A model needs in_channels >= 1 and classes >= 1, got {in_channels} and {classes}.")
+        raise ConfigError(
+            f"A model needs in_channels >= 1 and classes >= 1, got {in_channels} and {classes}."
+        )
     return ARCHITECTURES[arch](in_channels=in_channels, classes=classes, **options)

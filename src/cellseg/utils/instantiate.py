@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ProgressBar
 
 from cellseg.data.datamodule import SegmentationDataModule
+from cellseg.errors import ConfigError
 from cellseg.module import SegmentationModule
 
 
@@ -52,7 +53,7 @@ def _instantiate_each(group: DictConfig | None, kind: str) -> list[Any]:
         if node is None:
             continue  # an entry switched off from the command line, e.g. callbacks.early_stopping=null
         if not isinstance(node, DictConfig) or "_target_" not in node:
-            raise ValueError(f"{kind}.{name} must be a config with a _target_, got {node!r}.")
+            raise ConfigError(f"{kind}.{name} must be a config with a _target_, got {node!r}.")
         objects.append(instantiate(node))
     return objects
 

@@ -6,8 +6,11 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+from cellseg.errors import OutputDirError
 
 
 def _json_safe(value: Any) -> Any:
@@ -21,21 +24,37 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
-    """Write JSON to a temporary file in the same folder, then rename it over ``path``."""
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]) -> None:
+    """Let ``write`` fill a temporary file in the same folder, sync it, then rename it over ``path``.
+
+    A rename within one file system is atomic: readers see the old file or the new one, never a
+    half-written one, even if the process is killed mid-write.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(_json_safe(data), handle, indent=2, sort_keys=False)
-            handle.write("\n")
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes files private; runs are shared
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
+    """Write ``data`` as indented JSON to ``path`` atomically."""
+    text = json.dumps(_json_safe(data), indent=2) + "\n"
+    write_atomic(path, lambda handle: handle.write(text.encode()))
 
 
 def check_writable(folder: str | os.PathLike[str]) -> Path:
@@ -46,7 +65,7 @@ def check_writable(folder: str | os.PathLike[str]) -> Path:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
             pass
     except OSError as error:
-        raise PermissionError(
+        raise OutputDirError(
             f"Cannot write to the output directory '{folder}': {error.strerror or error}. "
             "Choose a writable location with paths.output_root=<dir> (or hydra.run.dir=<dir>)."
         ) from error

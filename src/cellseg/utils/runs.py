@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from cellseg.errors import CheckpointNotFoundError, RunExistsError
 from cellseg.utils.io import check_writable
 
 
@@ -19,7 +20,7 @@ def prepare_run_dir(run_dir: str | Path) -> Path:
         p for p in (run_dir / "metrics.json", *sorted((run_dir / "checkpoints").glob("*.ckpt"))) if p.exists()
     ]
     if existing:
-        raise FileExistsError(
+        raise RunExistsError(
             f"The run directory '{run_dir}' already holds results of another run "
             f"({', '.join(p.name for p in existing)}); refusing to overwrite them. "
             "Start a new run (the default directory is time-stamped) or pass another hydra.run.dir."
@@ -33,7 +34,7 @@ def check_checkpoint(ckpt_path: str | None) -> str | None:
         return None
     path = Path(ckpt_path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(
+        raise CheckpointNotFoundError(
             f"ckpt_path '{ckpt_path}' does not exist. To resume, pass a checkpoint of an earlier run, "
             "e.g. ckpt_path=outputs/train/<date>_<time>/checkpoints/last.ckpt."
         )
