@@ -216,3 +216,45 @@ def test_ddp_cpu_two_processes_one_run_directory(tmp_path):
     assert metrics["status"] == "completed" and "test/dice" in metrics["test"]
     assert (tmp_path / "ddp" / "checkpoints" / "best.ckpt").is_file()
     assert (tmp_path / "ddp" / "train_ddp_process_1.log").is_file()  # rank 1 ran in the same folder
+
+
+def test_ddp_cpu_multirun_gives_each_job_one_directory(tmp_path):
+    """Lightning + Hydra multirun + DDP: children must re-run their own job, not the whole sweep."""
+    sweep = tmp_path / "sweep"
+    result = run_cli(
+        [
+            "-m",
+            *FAST,
+            "trainer=ddp_cpu",
+            "test=false",
+            "loss.class_weights=[1,1],[1,5]",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in sweep.iterdir()) == ["0", "1", "multirun.yaml"]
+    for job in ("0", "1"):
+        assert _metrics(sweep / job)["status"] == "completed"
+        assert (sweep / job / "train_ddp_process_1.log").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["sweep"]  # no stray run folders
+
+
+def test_ddp_metrics_equal_single_process_metrics(two_epoch_run, tmp_path):
+    """Two ranks split an odd number of test images; summed confusion matrices give the same scores."""
+    run_dir, _ = two_epoch_run
+    common = [
+        *FAST,
+        "data.num_test=5",
+        "train=false",
+        "test=true",
+        f"ckpt_path={run_dir / 'checkpoints' / 'best.ckpt'}",
+    ]
+    scores = {}
+    for trainer in ("cpu", "ddp_cpu"):
+        result = run_cli([*common, f"trainer={trainer}", f"hydra.run.dir={tmp_path / trainer}"], cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        scores[trainer] = _metrics(tmp_path / trainer)["test"]
+    assert set(scores["cpu"]) >= {"test/dice", "test/iou", "test/pixel_acc", "test/acc_cell"}
+    for key, value in scores["cpu"].items():
+        assert scores["ddp_cpu"][key] == pytest.approx(value, abs=1e-6), key

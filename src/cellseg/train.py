@@ -23,7 +23,7 @@ from cellseg import __version__
 from cellseg.callbacks.run_summary import RunSummary
 from cellseg.config import check_command_line, config_dir
 from cellseg.errors import CellsegError, find_cellseg_error
-from cellseg.utils.ddp import hydra_job_ddp_children
+from cellseg.utils.ddp import ddp_job_scope
 from cellseg.utils.instantiate import build_callbacks, build_datamodule, build_loggers, build_module
 from cellseg.utils.runs import check_checkpoint, prepare_run_dir, print_metrics_table
 
@@ -71,6 +71,12 @@ def log_hyperparameters(
         logger.log_hyperparams(params, metrics={f"hp/best_{cfg.monitor}": math.nan})
 
 
+def _best_checkpoint(trainer: pl.Trainer, monitor: str) -> str | None:
+    """Path of the checkpoint kept for being best on ``monitor`` (None before any was saved)."""
+    paths = (c.best_model_path for c in trainer.checkpoint_callbacks if c.monitor == monitor)
+    return next((p for p in paths if p), None)
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train (and test) one model as configured; returns the run summary written to metrics.json."""
     run_dir = Path(cfg.paths.run_dir)
@@ -101,26 +107,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     log_hyperparameters(trainer, cfg, module, runtime)
 
-    if cfg.train:
-        with hydra_job_ddp_children():
+    with ddp_job_scope():
+        if cfg.train:
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    best_path = next(
-        (
-            c.best_model_path
-            for c in trainer.checkpoint_callbacks
-            if c.monitor == cfg.monitor and c.best_model_path
-        ),
-        None,
-    )
-    summary.extra["checkpoints"] = {"best": best_path, "last": str(run_dir / "checkpoints" / "last.ckpt")}
-
-    if cfg.test:
-        if datamodule.has_split("test"):
+        best_path = _best_checkpoint(trainer, cfg.monitor)
+        summary.extra["checkpoints"] = {"best": best_path, "last": str(run_dir / "checkpoints" / "last.ckpt")}
+        if cfg.test and datamodule.has_split("test"):
             test_ckpt = best_path if cfg.train else ckpt_path
             results = trainer.test(module, datamodule=datamodule, ckpt_path=test_ckpt, verbose=False)
             summary.extra["test"] = {k: float(v) for k, v in (results[0] if results else {}).items()}
             summary.extra["test_checkpoint"] = test_ckpt
-        else:
+        elif cfg.test:
             log.info(
                 "test=true but %s has no test split; skipping the test stage.", type(datamodule).__name__
             )

@@ -11,6 +11,7 @@ overrides, its own output directory, no sweep.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator, Sequence
 
@@ -66,9 +67,20 @@ def _hydra_job_command(local_rank: int) -> tuple[list[str], str]:
     return command, get_original_cwd()
 
 
+# Environment variables Lightning's launcher sets in the launching process for its children.
+_LAUNCHER_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+
+
 @contextlib.contextmanager
-def hydra_job_ddp_children() -> Iterator[None]:
-    """While active, Lightning's ``ddp`` launcher starts children with :func:`child_command`."""
+def ddp_job_scope() -> Iterator[None]:
+    """Scope of one training job (fit and test) for Lightning's ``ddp`` launcher.
+
+    Inside, children are started with :func:`child_command`. On exit the process group is destroyed
+    and the launcher's environment variables are restored: otherwise the next job of a multirun
+    would find ``LOCAL_RANK`` set, take itself for an externally started rank, launch no children and
+    talk to the previous job's dead process group.
+    """
+    import torch.distributed as dist
     from pytorch_lightning.strategies.launchers import subprocess_script
 
     if not hasattr(subprocess_script, "_hydra_subprocess_cmd"):
@@ -76,9 +88,17 @@ def hydra_job_ddp_children() -> Iterator[None]:
             "pytorch_lightning.strategies.launchers.subprocess_script._hydra_subprocess_cmd is gone; "
             "this Lightning version is not supported by cellseg's DDP launcher (see constraints.txt)."
         )
+    saved_env = {key: os.environ.get(key) for key in _LAUNCHER_ENV}
     original = subprocess_script._hydra_subprocess_cmd
     subprocess_script._hydra_subprocess_cmd = _hydra_job_command
     try:
         yield
     finally:
         subprocess_script._hydra_subprocess_cmd = original
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
