@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +150,8 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
 def main() -> None:
     """Check the command line against the config tree, then hand over to Hydra."""
+    # Lightning 2.6 on torch >= 2.10 warns about its own use of a deprecated pytree API on every run.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     try:
         check_command_line(sys.argv[1:])
     except CellsegError as error:

@@ -1,0 +1,34 @@
+"""Mixed-precision and multi-GPU training on CUDA; skipped on machines without a GPU (such as CI)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cellseg.train import train
+from tests.conftest import FAST, compose_config, run_cli
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
+
+
+@pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed", "32"])
+def test_gpu_training_in_each_precision(precision, tmp_path):
+    if precision == "bf16-mixed" and not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bf16")
+    cfg = compose_config([*FAST, "trainer=gpu", f"trainer.precision={precision}"], run_dir=tmp_path / "run")
+    summary = train(cfg)
+    assert summary["status"] == "completed"
+    assert summary["final"]["val/loss"] == pytest.approx(summary["final"]["val/loss"])  # finite, not NaN
+    assert "test/dice" in summary["test"]
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+def test_ddp_on_two_gpus_writes_one_run_directory(tmp_path):
+    result = run_cli(
+        [*FAST, "trainer=ddp", "trainer.devices=2", f"hydra.run.dir={tmp_path / 'ddp'}"], cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [p.name for p in tmp_path.iterdir()] == ["ddp"]
