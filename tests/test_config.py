@@ -11,6 +11,7 @@ from cellseg.data.datamodule import SegmentationDataModule
 from cellseg.module import SegmentationModule
 from cellseg.utils.instantiate import build_callbacks, build_datamodule, build_loggers, build_module
 from tests.conftest import FAST, compose_config, run_cli
+from tests.fixtures import channels_data, data_overrides
 
 GROUPS = ["model", "data", "channels", "target", "loss", "augmentation", "optimizer", "scheduler",
           "trainer", "callbacks", "logger", "experiment"]  # fmt: skip
@@ -30,17 +31,46 @@ def test_config_tree_has_every_group_and_required_top_level_keys():
     assert set(group_options("logger")) >= {"tensorboard", "csv"}
 
 
+SMALL_SYNTHETIC = [
+    "data.num_train=4",
+    "data.num_val=2",
+    "data.num_test=0",
+    "data.size=64",
+    "data.crop_size=64",
+]
+
+
+def _option_overrides(group: str, option: str, tmp_path) -> list[str]:
+    """The overrides for one option, with the data set (written under tmp_path) it needs."""
+    if group == "data":
+        data = option
+        overrides = data_overrides(option, tmp_path)
+    elif group == "channels":
+        data = channels_data(option)
+        overrides = [*data_overrides(data, tmp_path), f"channels={option}"]
+    else:
+        data = "synthetic"
+        overrides = [f"{group}={option}"]
+        if group == "target" and option == "from_channel":
+            overrides += ["target.channel=nucleus", "channels=brightfield"]
+    return overrides + (SMALL_SYNTHETIC if data == "synthetic" else [])
+
+
 @pytest.mark.parametrize(
     "group,option", [(g, o) for g in GROUPS if g != "experiment" for o in group_options(g)]
 )
 def test_every_option_composes_and_instantiates(group, option, tmp_path):
-    cfg = compose_config([f"{group}={option}"], run_dir=tmp_path)
+    cfg = compose_config(_option_overrides(group, option, tmp_path), run_dir=tmp_path / "run")
     datamodule = build_datamodule(cfg)
     assert isinstance(datamodule, SegmentationDataModule)
-    assert datamodule.in_channels == len(cfg.channels.specs)
+    datamodule.setup("fit")
+    batch = next(iter(datamodule.train_dataloader()))
+    assert batch["image"].shape[1] == datamodule.in_channels and batch["mask"].dtype == torch.int64
+    assert datamodule.in_channels == len(cfg.channels.get("specs") or cfg.channels.codes)
     module = build_module(cfg, datamodule)
     assert isinstance(module, SegmentationModule)
-    logits = module(torch.zeros(1, datamodule.in_channels, 64, 64))
+    with torch.no_grad():
+        logits = module.eval()(torch.zeros(1, datamodule.in_channels, 64, 64))
     assert logits.shape == (1, datamodule.num_classes, 64, 64)
     build_callbacks(cfg)
     build_loggers(cfg)

@@ -11,6 +11,7 @@ import difflib
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, ValueType
@@ -76,7 +77,7 @@ def check_key(cfg: DictConfig, key: str) -> None:
     walked: list[str] = []
     for part in key.split("."):
         if isinstance(node, DictConfig):
-            if part not in node:
+            if part not in node.keys():  # noqa: SIM118 - "in" is False for a mandatory (???) value
                 where = ".".join(walked) or "the top level"
                 hidden = {"hydra"} if not walked else set()
                 valid = sorted(str(k) for k in node if not str(k).startswith("_") and str(k) not in hidden)
@@ -115,8 +116,32 @@ def check_output_location(folder: str | Path) -> None:
         )
 
 
-def check_command_line(args: Sequence[str], root: Path | None = None) -> None:
+def _missing_paths(node: Any, prefix: str = "") -> list[str]:
+    """Dotted paths of the ``???`` (mandatory, not given) values in a plain config container."""
+    if isinstance(node, dict):
+        return [p for k, v in node.items() for p in _missing_paths(v, f"{prefix}{k}.")]
+    if isinstance(node, list):
+        return [p for i, v in enumerate(node) for p in _missing_paths(v, f"{prefix}{i}.")]
+    return [prefix.rstrip(".")] if node == "???" else []
+
+
+def check_required_values(cfg: DictConfig) -> None:
+    """Fail when a mandatory value (``???`` in the YAML, such as ``data.root``) was not given."""
+    container = OmegaConf.to_container(cfg, resolve=False)
+    container.pop("hydra", None)
+    missing = sorted(_missing_paths(container))
+    if missing:
+        raise ConfigError(
+            f"Missing value for {', '.join(missing)}: set it on the command line, e.g. {missing[0]}=<value>."
+        )
+
+
+def check_command_line(
+    args: Sequence[str], root: Path | None = None, config_name: str = PRIMARY_CONFIG
+) -> None:
     """Check a ``cellseg.train`` command line against the config tree before Hydra starts the run.
+
+    ``config_name`` is the primary config the command composes (``stats`` for ``cellseg.stats``).
 
     Group choices are checked against the files of each group (every value of a sweep); plain keys
     against the config composed for the first job; the output folder must be writable.
@@ -152,26 +177,27 @@ def check_command_line(args: Sequence[str], root: Path | None = None) -> None:
     setup_globals()
     plain_keys = {id(o) for o in key_overrides}
     structure = [line for o in overrides if id(o) not in plain_keys and (line := _single_run(o)) is not None]
-    cfg = _compose(root, structure)
+    cfg = _compose(root, structure, config_name)
     if cfg is None:
         return  # a composition problem of another kind: Hydra reports it in its own words
     OmegaConf.set_struct(cfg, False)
     for override in key_overrides:
         check_key(cfg, override.key_or_group)
     if parsed.cfg is None and not parsed.info:
-        job = _compose(root, [line for line in map(_single_run, overrides) if line is not None])
+        job = _compose(root, [line for line in map(_single_run, overrides) if line is not None], config_name)
         if job is not None:
+            check_required_values(job)
             check_output_location(
                 OmegaConf.select(job, "hydra.sweep.dir" if parsed.multirun else "hydra.run.dir")
             )
 
 
-def _compose(root: Path, overrides: Sequence[str]) -> DictConfig | None:
+def _compose(root: Path, overrides: Sequence[str], config_name: str = PRIMARY_CONFIG) -> DictConfig | None:
     """The config of one job with Hydra's own node, or None when Hydra cannot compose it."""
     from hydra import compose, initialize_config_dir
 
     try:
         with initialize_config_dir(config_dir=str(root), version_base="1.3"):
-            return compose(config_name=PRIMARY_CONFIG, overrides=list(overrides), return_hydra_config=True)
+            return compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
     except Exception:
         return None

@@ -36,3 +36,7 @@ def find_cellseg_error(error: BaseException | None) -> CellsegError | None:
         seen.add(id(error))
         error = error.__cause__ or error.__context__
     return None
+
+
+class DataError(CellsegError, ValueError):
+    """A data file that is missing, unreadable, or does not fit the configured layout."""

@@ -1,26 +1,49 @@
-"""Which input channels the model sees, chosen by name or index from a multi-channel image.
+"""Channel strategies: which planes of a multi-channel image become the model's input channels.
 
-A channel strategy is a list of specs, one per model input channel, so the model's ``in_channels``
-is always ``len(specs)``. A spec is a channel name (``cytoplasm``) or an index (``0``); each spec
-produces one normalised 2-D plane from the source image.
+A strategy is a list of *specs*, one per model input channel, so the model's ``in_channels`` is always
+``len(specs)``. Each spec turns the source image into one normalised 2-D plane:
+
+- ``cytoplasm`` or ``3``: a channel by name or index;
+- ``{random: [a, b, c], val: b}``: one channel of the set, drawn anew for every training sample;
+- ``{merge: [a, b, c], dropout: 0.3}``: the mean of the per-channel-normalised planes; in training each
+  input is left out with probability ``dropout`` and the sum is still divided by the number of inputs,
+  so the merge gets darker as inputs drop (seed 001's semantics);
+- ``blank``: all zeros, the baseline that shows what the model learns without any signal;
+- ``{dropout: 0.5, spec: <spec>}``: in training, the wrapped spec is replaced by zeros with probability p.
+
+Randomisation and dropout apply in training only. Validation uses a fixed choice: ``val`` of a random
+spec (default: its first channel), every input of a merge, and never drops a channel. Seed 001 applied
+them in validation too (a bug of its class-level settings); ``leak_to_validation=true`` reproduces it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
 from cellseg.errors import ConfigError
 
 ChannelRef = str | int
+Normalize = Callable[[np.ndarray, int], np.ndarray]
 
 
-def _resolve(ref: ChannelRef, channel_names: Sequence[str]) -> int:
+class PlaneSource(Protocol):
+    """Normalised planes of one image by channel index (computed once per index and sample)."""
+
+    shape: tuple[int, int]
+
+    def __call__(self, index: int) -> np.ndarray: ...
+
+
+def resolve_channel(ref: ChannelRef, channel_names: Sequence[str]) -> int:
     """Index of a channel given by name or index, with an error that lists what the data has."""
-    if isinstance(ref, bool):
-        raise ConfigError(f"Channel spec {ref!r} is a boolean; expected a channel name or index.")
+    if isinstance(ref, bool) or not isinstance(ref, (str, int)):
+        raise ConfigError(f"Channel spec {ref!r} is not a channel name or index.")
+    if isinstance(ref, str) and ref.lstrip("-").isdigit():
+        ref = int(ref)
     if isinstance(ref, int):
         if not -len(channel_names) <= ref < len(channel_names):
             raise ConfigError(
@@ -28,40 +51,197 @@ def _resolve(ref: ChannelRef, channel_names: Sequence[str]) -> int:
                 f"({', '.join(channel_names)})."
             )
         return ref % len(channel_names)
-    if isinstance(ref, str) and ref.lstrip("-").isdigit():
-        return _resolve(int(ref), channel_names)
     if ref not in channel_names:
         raise ConfigError(f"Unknown channel '{ref}'. The images have channels: {', '.join(channel_names)}.")
     return list(channel_names).index(ref)
 
 
-@dataclass(frozen=True)
+def _probability(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{what} must be a probability in [0, 1], got {value!r}.")
+    return float(value)
+
+
+class Spec:
+    """One model input channel. ``training`` selects the random/dropout behaviour."""
+
+    def bind(self, channel_names: Sequence[str]) -> None:
+        """Resolve channel names to indices; raises ConfigError for channels the data does not have."""
+
+    def plane(self, planes: PlaneSource, rng: np.random.Generator, training: bool) -> np.ndarray:
+        raise NotImplementedError
+
+    def channels_used(self) -> set[int]:
+        """Indices this spec may read (after bind)."""
+        return set()
+
+
+@dataclass
+class Select(Spec):
+    ref: ChannelRef
+    index: int = -1
+
+    def bind(self, channel_names: Sequence[str]) -> None:
+        self.index = resolve_channel(self.ref, channel_names)
+
+    def plane(self, planes: PlaneSource, rng: np.random.Generator, training: bool) -> np.ndarray:
+        return planes(self.index)
+
+    def channels_used(self) -> set[int]:
+        return {self.index}
+
+
+@dataclass
+class Random(Spec):
+    refs: tuple[ChannelRef, ...]
+    val: ChannelRef | None = None
+    indices: tuple[int, ...] = ()
+    val_index: int = -1
+
+    def bind(self, channel_names: Sequence[str]) -> None:
+        self.indices = tuple(resolve_channel(r, channel_names) for r in self.refs)
+        self.val_index = resolve_channel(self.refs[0] if self.val is None else self.val, channel_names)
+
+    def plane(self, planes: PlaneSource, rng: np.random.Generator, training: bool) -> np.ndarray:
+        return planes(int(rng.choice(self.indices)) if training else self.val_index)
+
+    def channels_used(self) -> set[int]:
+        return {*self.indices, self.val_index}
+
+
+@dataclass
+class Merge(Spec):
+    refs: tuple[ChannelRef, ...]
+    dropout: float = 0.0
+    indices: tuple[int, ...] = ()
+
+    def bind(self, channel_names: Sequence[str]) -> None:
+        self.indices = tuple(resolve_channel(r, channel_names) for r in self.refs)
+
+    def plane(self, planes: PlaneSource, rng: np.random.Generator, training: bool) -> np.ndarray:
+        total = np.zeros(planes.shape, dtype=np.float32)
+        for index in self.indices:
+            if not training or self.dropout == 0.0 or rng.random() >= self.dropout:
+                total += planes(index)
+        return total / np.float32(len(self.indices))
+
+    def channels_used(self) -> set[int]:
+        return set(self.indices)
+
+
+@dataclass
+class Blank(Spec):
+    def plane(self, planes: PlaneSource, rng: np.random.Generator, training: bool) -> np.ndarray:
+        return np.zeros(planes.shape, dtype=np.float32)
+
+
+@dataclass
+class Dropout(Spec):
+    inner: Spec
+    p: float
+
+    def bind(self, channel_names: Sequence[str]) -> None:
+        self.inner.bind(channel_names)
+
+    def plane(self, planes: PlaneSource, rng: np.random.Generator, training: bool) -> np.ndarray:
+        if training and self.p > 0.0 and rng.random() < self.p:
+            return np.zeros(planes.shape, dtype=np.float32)
+        return self.inner.plane(planes, rng, training)
+
+    def channels_used(self) -> set[int]:
+        return self.inner.channels_used()
+
+
+_SPEC_KEYS = {"random": {"random", "val"}, "merge": {"merge", "dropout"}, "blank": {"blank"}}
+
+
+def parse_spec(raw: Any) -> Spec:
+    """A Spec from its config form (see the module docstring); errors name the spec and the valid forms."""
+    if isinstance(raw, str) and raw == "blank":
+        return Blank()
+    if isinstance(raw, (str, int)) and not isinstance(raw, bool):
+        return Select(raw)
+    if not isinstance(raw, Mapping):
+        raise ConfigError(
+            f"Channel spec {raw!r} is not understood. Use a channel name or index, 'blank', "
+            "{random: [...]}, {merge: [...], dropout: p} or {dropout: p, spec: ...}."
+        )
+    keys = set(raw)
+    if keys == {"dropout", "spec"}:
+        return Dropout(parse_spec(raw["spec"]), _probability(raw["dropout"], "Channel dropout"))
+    for kind, allowed in _SPEC_KEYS.items():
+        if kind in keys:
+            if not keys <= allowed:
+                raise ConfigError(
+                    f"Channel spec {dict(raw)!r}: unexpected keys {sorted(keys - allowed)}; "
+                    f"a '{kind}' spec takes {sorted(allowed)}."
+                )
+            break
+    else:
+        raise ConfigError(
+            f"Channel spec {dict(raw)!r} has none of the keys random, merge, blank, or dropout+spec."
+        )
+    if kind == "blank":
+        return Blank()
+    refs = raw[kind]
+    if isinstance(refs, (str, int)) or not refs:
+        raise ConfigError(f"Channel spec '{kind}' needs a non-empty list of channels, got {refs!r}.")
+    if kind == "random":
+        return Random(tuple(refs), raw.get("val"))
+    return Merge(tuple(refs), _probability(raw.get("dropout", 0.0), "Merge dropout"))
+
+
 class ChannelStrategy:
-    """The ordered channel specs that become the model input (``channels.specs`` in the config)."""
+    """The ordered channel specs that become the model input (the ``channels`` config group)."""
 
-    specs: tuple[ChannelRef, ...]
-
-    def __init__(self, specs: Sequence[ChannelRef]) -> None:
-        if isinstance(specs, str) or not specs:
+    def __init__(
+        self,
+        specs: Sequence[Any] | None = None,
+        codes: Sequence[int] | None = None,
+        dropout: float = 0.0,
+        merge_dropout: float = 0.0,
+        leak_to_validation: bool = False,
+    ) -> None:
+        if (specs is None) == (codes is None):
             raise ConfigError(
-                f"channels.specs must be a non-empty list of channel names or indices, got {specs!r}."
+                "Give exactly one of channels.specs (a list of specs) or channels.codes (seed 001)."
             )
-        object.__setattr__(self, "specs", tuple(specs))
+        if codes is not None:
+            from cellseg.data.seed_codes import specs_from_codes
+
+            specs = specs_from_codes(codes, dropout=dropout, merge_dropout=merge_dropout)
+        if isinstance(specs, (str, bytes)) or not specs:
+            raise ConfigError(f"channels.specs must be a non-empty list of channel specs, got {specs!r}.")
+        self.raw_specs = list(specs)
+        self.specs = [parse_spec(s) for s in self.raw_specs]
+        self.leak_to_validation = bool(leak_to_validation)
+        self._bound_to: tuple[str, ...] | None = None
 
     @property
     def num_channels(self) -> int:
         """The model's ``in_channels``."""
         return len(self.specs)
 
-    def bind(self, channel_names: Sequence[str]) -> list[int]:
-        """Check every spec against the data set's channels, before any training starts."""
-        return [_resolve(spec, channel_names) for spec in self.specs]
+    def bind(self, channel_names: Sequence[str]) -> set[int]:
+        """Check every spec against the data set's channels; returns the channel indices read."""
+        names = tuple(channel_names)
+        if self._bound_to != names:
+            for spec in self.specs:
+                spec.bind(names)
+            self._bound_to = names
+        return set().union(*(spec.channels_used() for spec in self.specs))
+
+    def describe(self) -> list[Any]:
+        """The specs as plain config values (what a checkpoint stores)."""
+        return self.raw_specs
 
     def apply(
         self,
         image: np.ndarray,
         channel_names: Sequence[str],
-        normalize: Callable[[np.ndarray], np.ndarray],
+        normalize: Normalize,
+        rng: np.random.Generator | None = None,
+        training: bool = False,
     ) -> np.ndarray:
         """The model input (len(specs), H, W) float32 from a source image (C, H, W) of any dtype."""
         if image.ndim != 3 or image.shape[0] != len(channel_names):
@@ -69,5 +249,25 @@ class ChannelStrategy:
                 f"Expected an image of shape ({len(channel_names)}, H, W) with channels "
                 f"{', '.join(channel_names)}; got shape {image.shape}."
             )
-        planes = [normalize(image[index]) for index in self.bind(channel_names)]
-        return np.stack(planes).astype(np.float32, copy=False)
+        self.bind(channel_names)
+        planes = _NormalizedPlanes(image, normalize)
+        rng = rng if rng is not None else np.random.default_rng(0)
+        randomise = training or self.leak_to_validation
+        return np.stack([spec.plane(planes, rng, randomise) for spec in self.specs]).astype(
+            np.float32, copy=False
+        )
+
+
+class _NormalizedPlanes:
+    """Normalises each source channel at most once per sample, only when a spec asks for it."""
+
+    def __init__(self, image: np.ndarray, normalize: Normalize) -> None:
+        self.image = image
+        self.normalize = normalize
+        self.shape = (int(image.shape[1]), int(image.shape[2]))
+        self._cache: dict[int, np.ndarray] = {}
+
+    def __call__(self, index: int) -> np.ndarray:
+        if index not in self._cache:
+            self._cache[index] = self.normalize(self.image[index], index).astype(np.float32, copy=False)
+        return self._cache[index]

@@ -14,8 +14,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 from cellseg.data.channels import ChannelStrategy
 from cellseg.data.dataset import SampleSet, SegmentationDataset
 from cellseg.data.normalize import Normalization
-from cellseg.data.targets import BinaryTarget
-from cellseg.errors import ConfigError
+from cellseg.data.targets import Target
+from cellseg.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test")
 
@@ -35,12 +35,17 @@ class UnpaddedDistributedSampler(DistributedSampler):
 
 
 class SegmentationDataModule(pl.LightningDataModule, ABC):
-    """Shared loading logic: subclasses only say which channels exist and how to decode a split."""
+    """Shared loading logic: subclasses say which channels exist and how to decode a split.
+
+    Each split is decoded once, at set-up (before training), and kept in memory in its native dtype;
+    every bad file is reported then. Training draws random crops of ``crop_size``; validation and test
+    use whole images.
+    """
 
     def __init__(
         self,
         channels: ChannelStrategy,
-        target: BinaryTarget,
+        target: Target,
         augmentation: Callable[..., dict] | None = None,
         normalization: Mapping[str, Any] | Normalization | None = None,
         batch_size: int = 8,
@@ -49,6 +54,7 @@ class SegmentationDataModule(pl.LightningDataModule, ABC):
         pin_memory: bool = True,
         persistent_workers: bool = True,
         crop_size: int | None = None,
+        skip_bad: bool = False,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -72,7 +78,7 @@ class SegmentationDataModule(pl.LightningDataModule, ABC):
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
         self.crop_size = crop_size
-        self.channels.bind(self.channel_names)  # a bad channel name fails here, before any work
+        self.skip_bad = skip_bad
         self._datasets: dict[str, SegmentationDataset] = {}
 
     @property
@@ -105,9 +111,13 @@ class SegmentationDataModule(pl.LightningDataModule, ABC):
         if split not in SPLITS:
             raise ConfigError(f"Unknown split '{split}'; expected one of {', '.join(SPLITS)}.")
         if split not in self._datasets:
+            if self.normalization.needs_fit and split != "train":
+                self.dataset("train")  # dataset-wide statistics come from the training images
             samples = self.load_split(split)
             if len(samples) == 0:
-                raise ConfigError(f"The '{split}' split of {type(self).__name__} is empty.")
+                raise DataError(f"The '{split}' split of {type(self).__name__} is empty.")
+            if split == "train" and self.normalization.needs_fit:
+                self.normalization.fit(samples.images)
             training = split == "train"
             self._datasets[split] = SegmentationDataset(
                 samples,
@@ -117,6 +127,7 @@ class SegmentationDataModule(pl.LightningDataModule, ABC):
                 self.normalization,
                 augment=self.augmentation if training else None,
                 crop_size=self.crop_size if training else None,
+                training=training,
             )
         return self._datasets[split]
 
@@ -158,8 +169,9 @@ class SegmentationDataModule(pl.LightningDataModule, ABC):
         return {
             "source": type(self).__name__,
             "channel_names": list(self.channel_names),
-            "channels": [s if isinstance(s, int) else str(s) for s in self.channels.specs],
-            "normalization": vars(self.normalization).copy(),
+            "channels": self.channels.describe(),
+            "normalization": self.normalization.describe(),
+            "target": self.target.describe(),
             "class_names": list(self.class_names),
             "crop_size": self.crop_size,
         }
@@ -186,6 +198,7 @@ class SyntheticDataModule(SegmentationDataModule):
         self.params = SyntheticCellsParams(size=size)
         self.seed = seed
         super().__init__(**kwargs)
+        self.channels.bind(self.channel_names)  # a bad channel name fails here, before any work
 
     @property
     def channel_names(self) -> tuple[str, ...]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -11,19 +12,24 @@ from torch.utils.data import Dataset
 
 from cellseg.data.channels import ChannelStrategy
 from cellseg.data.normalize import Normalization
+from cellseg.data.targets import Target
 from cellseg.errors import ConfigError
 
 
 @dataclass
 class SampleSet:
-    """Decoded images of one split, kept in their native dtype: images (C, H, W), instances (H, W)."""
+    """Decoded images of one split, kept in memory in their native dtype.
+
+    ``images``: (C, H, W) arrays; ``instances``: (H, W) int32 instance ids (0 = background, -1 =
+    unannotated), or None for stacks without masks whose target is derived from the image.
+    """
 
     images: Sequence[np.ndarray]
-    instances: Sequence[np.ndarray]
+    instances: Sequence[np.ndarray] | None = None
     names: Sequence[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if len(self.images) != len(self.instances):
+        if self.instances is not None and len(self.images) != len(self.instances):
             raise ConfigError(f"{len(self.images)} images but {len(self.instances)} label maps.")
         if not self.names:
             self.names = [f"image_{i:04d}" for i in range(len(self.images))]
@@ -33,7 +39,7 @@ class SampleSet:
 
 
 def random_crop(arrays: Sequence[np.ndarray], size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """The same random ``size`` x ``size`` window of each array (..., H, W); smaller images are mirror-padded."""
+    """The same random ``size`` x ``size`` window of each (..., H, W) array; small ones are mirror-padded."""
     height, width = arrays[0].shape[-2:]
     pad_h, pad_w = max(size - height, 0), max(size - width, 0)
     if pad_h or pad_w:
@@ -48,9 +54,10 @@ def random_crop(arrays: Sequence[np.ndarray], size: int, rng: np.random.Generato
 class SegmentationDataset(Dataset):
     """Turns decoded images and instance maps into model-ready tensors.
 
-    Randomness (crops, augmentation) is drawn from a generator seeded by ``torch.initial_seed()``,
-    which Lightning's ``seed_everything(workers=True)`` makes distinct per worker and reproducible per
-    run; albumentations is re-seeded from the same value because it otherwise seeds from the OS.
+    Targets are deterministic, so each image's instances and classes are computed once and kept.
+    Randomness (channel draws and dropout, crops, augmentation) comes from a generator seeded by
+    ``torch.initial_seed()``, which ``seed_everything(workers=True)`` makes distinct per worker and
+    reproducible per run; albumentations is re-seeded from it because it otherwise seeds from the OS.
     """
 
     def __init__(
@@ -58,12 +65,13 @@ class SegmentationDataset(Dataset):
         samples: SampleSet,
         channel_names: Sequence[str],
         channels: ChannelStrategy,
-        target: Callable[[np.ndarray], np.ndarray],
+        target: Target,
         normalization: Normalization,
         augment: Callable[..., dict] | None = None,
         crop_size: int | None = None,
+        training: bool = False,
     ) -> None:
-        channels.bind(channel_names)
+        used = channels.bind(channel_names)
         self.samples = samples
         self.channel_names = tuple(channel_names)
         self.channels = channels
@@ -71,11 +79,37 @@ class SegmentationDataset(Dataset):
         self.normalization = normalization
         self.augment = augment
         self.crop_size = crop_size
+        self.training = training
         self._rng: np.random.Generator | None = None
         self._rng_seed: int | None = None
+        self.instances = self._instances(samples, used)
+        self._classes: dict[int, np.ndarray] = {}
+
+    def _instances(self, samples: SampleSet, used: set[int]) -> list[np.ndarray]:
+        if not self.target.needs_image:
+            if samples.instances is None:
+                raise ConfigError(
+                    "These images come without masks: choose target=from_channel to derive the labels "
+                    "from one of their channels."
+                )
+            return list(samples.instances)
+        target_channel = self.target.channel_index(self.channel_names)  # type: ignore[attr-defined]
+        if target_channel in used:
+            warnings.warn(
+                f"The target is made from channel '{self.channel_names[target_channel]}', which is also a "
+                "model input: the task becomes trivial.",
+                stacklevel=2,
+            )
+        return [self.target.instances_from_image(image, self.channel_names) for image in samples.images]  # type: ignore[attr-defined]
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def classes(self, index: int) -> np.ndarray:
+        """Class ids (H, W) of an image, computed once (stored compactly as int16)."""
+        if index not in self._classes:
+            self._classes[index] = self.target(self.instances[index]).astype(np.int16)
+        return self._classes[index]
 
     def _generator(self) -> np.random.Generator:
         seed = torch.initial_seed()
@@ -86,19 +120,23 @@ class SegmentationDataset(Dataset):
         return self._rng
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        image = self.channels.apply(self.samples.images[index], self.channel_names, self.normalization)
-        mask = self.target(self.samples.instances[index])
+        rng = self._generator()
+        image = self.channels.apply(
+            self.samples.images[index], self.channel_names, self.normalization, rng, training=self.training
+        )
+        classes, instances = self.classes(index), self.instances[index]
         if self.crop_size is not None:
-            image, mask = random_crop([image, mask], self.crop_size, self._generator())
+            image, classes, instances = random_crop([image, classes, instances], self.crop_size, rng)
         if self.augment is not None:
-            self._generator()
             out = self.augment(
-                image=np.ascontiguousarray(image.transpose(1, 2, 0)), mask=mask.astype(np.float32)
+                image=np.ascontiguousarray(image.transpose(1, 2, 0)),
+                masks=[classes.astype(np.float32), instances.astype(np.float32)],
             )
             image = out["image"].transpose(2, 0, 1)
-            mask = np.rint(out["mask"]).astype(np.int64)
+            classes, instances = (np.rint(m) for m in out["masks"])
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
-            "mask": torch.from_numpy(np.ascontiguousarray(mask, dtype=np.int64)),
+            "mask": torch.from_numpy(np.ascontiguousarray(classes, dtype=np.int64)),
+            "instances": torch.from_numpy(np.ascontiguousarray(instances, dtype=np.int64)),
             "index": torch.tensor(index),
         }

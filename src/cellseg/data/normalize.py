@@ -1,4 +1,4 @@
-"""Intensity normalisation of microscope images, per image and per channel.
+"""Intensity normalisation of microscope images, per image and per channel, or per data set.
 
 Microscope images come as uint8, uint16 (often 12-bit) or float, with offsets and a few saturated
 pixels; mapping robust percentiles to [0, 1] makes channels and images comparable without letting
@@ -7,28 +7,34 @@ one hot pixel set the scale.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from cellseg.errors import ConfigError
 
-METHODS = ("percentile", "minmax")
+METHODS = ("percentile", "minmax", "meanstd")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Normalization:
-    """How each channel of each image is scaled to roughly [0, 1] before it reaches the model.
+    """How each channel of each image is scaled before it reaches the model.
 
-    ``percentile`` maps the ``low``..``high`` percentiles to 0..1 (default 1..99.8 %, clipped to
-    [0, 1] when ``clip``); ``minmax`` maps min..max to 0..1 (seed 001's divide-by-max behaviour
-    for images whose minimum is 0).
+    - ``percentile`` (default): the ``low``..``high`` percentiles of each image's channel map to 0..1
+      (1..99.8 %), clipped to [0, 1] when ``clip``;
+    - ``minmax``: min..max of each image's channel to 0..1 (seed 001's divide-by-max for images whose
+      minimum is 0);
+    - ``meanstd``: (x - mean[c]) / std[c] with one mean and std per source channel for the whole data
+      set; left null, they are measured on the training split.
     """
 
     method: str = "percentile"
     low: float = 1.0
     high: float = 99.8
     clip: bool = True
+    mean: Sequence[float] | None = None
+    std: Sequence[float] | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -39,10 +45,34 @@ class Normalization:
             raise ConfigError(
                 f"normalization.low/high are {self.low}/{self.high}; expected 0 <= low < high <= 100."
             )
+        if self.std is not None and any(s <= 0 for s in self.std):
+            raise ConfigError(f"normalization.std must be > 0 for every channel, got {list(self.std)}.")
 
-    def __call__(self, channel: np.ndarray) -> np.ndarray:
-        """One 2-D channel (any dtype) as float32 scaled to [0, 1] (a constant channel becomes zeros)."""
+    @property
+    def needs_fit(self) -> bool:
+        return self.method == "meanstd" and (self.mean is None or self.std is None)
+
+    def fit(self, images: Iterable[np.ndarray]) -> None:
+        """Measure per-channel mean and std over images (C, H, W) (for ``meanstd``)."""
+        total = total_sq = count = 0.0
+        for image in images:
+            data = image.reshape(image.shape[0], -1).astype(np.float64)
+            total = total + data.sum(axis=1)
+            total_sq = total_sq + (data**2).sum(axis=1)
+            count += data.shape[1]
+        mean = np.asarray(total) / count
+        std = np.sqrt(np.maximum(np.asarray(total_sq) / count - mean**2, 1e-12))
+        self.mean, self.std = mean.tolist(), std.tolist()
+
+    def __call__(self, channel: np.ndarray, index: int = 0) -> np.ndarray:
+        """One 2-D plane (any dtype) of source channel ``index`` as float32."""
         data = channel.astype(np.float32, copy=False)
+        if self.method == "meanstd":
+            if self.mean is None or self.std is None:
+                raise ConfigError(
+                    "normalization.method=meanstd has no mean/std yet: give them or fit on data."
+                )
+            return (data - np.float32(self.mean[index])) / np.float32(self.std[index])
         if self.method == "percentile":
             lo, hi = np.percentile(data, (self.low, self.high))
         else:
@@ -54,3 +84,6 @@ class Normalization:
         if self.clip:
             np.clip(scaled, 0.0, 1.0, out=scaled)
         return scaled
+
+    def describe(self) -> dict:
+        return {k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in vars(self).items()}

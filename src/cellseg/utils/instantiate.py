@@ -9,6 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ProgressBar
 
+from cellseg.config import check_required_values
 from cellseg.data.datamodule import SegmentationDataModule
 from cellseg.errors import ConfigError
 from cellseg.module import SegmentationModule
@@ -25,6 +26,7 @@ def build_datamodule(cfg: DictConfig) -> SegmentationDataModule:
     """``data`` with its ``channels``, ``target`` and ``augmentation`` groups plugged in."""
     # Built objects are passed to the partial, not to instantiate(): Hydra would turn dataclasses
     # such as ChannelStrategy back into configs.
+    check_required_values(cfg)
     make_datamodule = instantiate(cfg.data, _partial_=True, _convert_="partial")
     return make_datamodule(
         channels=instantiate(cfg.channels, _convert_="all"),

@@ -1,0 +1,74 @@
+"""Decoding microscope image files into arrays (P, H, W) in their native dtype.
+
+``P`` is every plane of the file: the pages of a multi-page TIFF, its channels, or the colour
+channels of a PNG/JPG. Whether planes are channels of one image or separate images (slices of a
+stack) is for the caller to decide.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cellseg.errors import DataError
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+
+
+def _read_tiff(path: Path) -> tuple[np.ndarray, str]:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        return series.asarray(), series.axes
+
+
+def _planes_first(array: np.ndarray, axes: str) -> np.ndarray:
+    """(H, W) last, every other axis (pages, channels, samples) flattened in front."""
+    if "Y" in axes and "X" in axes and len(axes) == array.ndim:
+        order = [i for i, a in enumerate(axes) if a not in "YX"] + [axes.index("Y"), axes.index("X")]
+        array = np.transpose(array, order)
+    if array.ndim == 2:
+        return array[None]
+    return array.reshape(-1, *array.shape[-2:])
+
+
+def read_planes(path: str | Path) -> np.ndarray:
+    """All planes of an image file as (P, H, W), native dtype (uint8, uint16, float, ...)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found.")
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise DataError(f"{path}: not an image file cellseg reads (expected {', '.join(IMAGE_SUFFIXES)}).")
+    try:
+        if suffix in (".tif", ".tiff"):
+            array, axes = _read_tiff(path)
+            return _planes_first(array, axes)
+        from PIL import Image
+
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in ("RGBA", "LA", "P", "CMYK"):
+                image = image.convert("RGB")
+            array = np.asarray(image)
+        return array[None] if array.ndim == 2 else np.moveaxis(array, -1, 0)
+    except DataError:
+        raise
+    except Exception as error:
+        raise DataError(f"{path}: cannot be read as an image ({type(error).__name__}: {error}).") from error
+
+
+def channel_names_from_tiff(path: str | Path) -> list[str] | None:
+    """Channel names stored in a TIFF's ImageJ/shaped metadata, when the file has them."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        for meta in tif.shaped_metadata or ():
+            names = (meta.get("Channel") or {}).get("Name") if isinstance(meta, dict) else None
+            if names:
+                return [str(n) for n in names]
+        imagej = tif.imagej_metadata or {}
+        labels = imagej.get("Labels")
+        return [str(n) for n in labels] if labels else None

@@ -1,0 +1,38 @@
+"""One-epoch runs on the real data sets in ../shared/data (skipped in a user's fresh clone)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cellseg.train import train
+from tests.conftest import SHARED_DATA, compose_config
+
+FAST_REAL = [
+    "model.encoder=resnet18",
+    "trainer.max_epochs=1",
+    "trainer.enable_progress_bar=false",
+    "trainer.num_sanity_val_steps=0",
+    "callbacks=minimal",
+    "data.crop_size=128",
+]
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "isbi2012").is_dir(), reason="needs ../shared/data/isbi2012")
+def test_isbi_trains_on_slices_0_24_and_validates_on_25_29(tmp_path):
+    cfg = compose_config(["data=isbi", f"data.root={SHARED_DATA / 'isbi2012'}", *FAST_REAL], run_dir=tmp_path)
+    summary = train(cfg)
+    assert summary["status"] == "completed"
+    assert 0.0 <= summary["final"]["val/dice"] <= 1.0
+    assert "test" not in summary  # the test volume has no public labels
+
+
+@pytest.mark.skipif(
+    not (SHARED_DATA / "brightfield-zstack").is_dir(), reason="needs ../shared/data/brightfield-zstack"
+)
+def test_brightfield_stack_learns_dapi_nuclei_from_brightfield(tmp_path):
+    cfg = compose_config(
+        ["data=brightfield_zstack", f"data.root={SHARED_DATA / 'brightfield-zstack'}", *FAST_REAL], run_dir=tmp_path
+    )
+    summary = train(cfg)
+    assert summary["status"] == "completed"
+    assert summary["final"]["val/acc_background"] > 0.0
