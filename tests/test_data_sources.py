@@ -252,3 +252,31 @@ def test_empty_folder_and_single_group_fail_clearly(tmp_path):
     write_png(tmp_path / "images" / "one.png", RNG.integers(0, 255, (16, 16), dtype=np.uint8))
     with pytest.raises(DataError, match="Cannot split 1 image"):
         FolderDataModule(root=str(tmp_path), **common()).dataset("train")
+
+
+def test_an_epoch_never_rereads_a_file(tmp_path, monkeypatch):
+    import cellseg.data.isbi as isbi_module
+
+    calls = []
+    real = isbi_module.read_planes
+    monkeypatch.setattr(isbi_module, "read_planes", lambda path: calls.append(path) or real(path))
+    dm = IsbiDataModule(root=str(write_isbi(tmp_path)), crop_size=16, **common(["em"]))
+    dm.setup("fit")
+    for _ in range(2):
+        for loader in (dm.train_dataloader(), dm.val_dataloader()):
+            for _batch in loader:
+                pass
+    assert len(calls) == 2  # the volume and the label stack, once each
+
+
+def test_dataset_mean_std_is_measured_on_the_training_split(tmp_path):
+    dm = IsbiDataModule(root=str(write_isbi(tmp_path)), normalization={"method": "meanstd"}, **common(["em"]))
+    val = dm.dataset("val")  # asking for val first still fits on train
+    train_pixels = np.concatenate([img.ravel() for img in dm.dataset("train").samples.images]).astype(
+        np.float64
+    )
+    assert dm.normalization.mean == pytest.approx([train_pixels.mean()])
+    assert dm.normalization.std == pytest.approx([train_pixels.std()], rel=1e-6)
+    image = val[0]["image"]
+    raw = val.samples.images[0][0].astype(np.float32)
+    np.testing.assert_allclose(image[0].numpy(), (raw - train_pixels.mean()) / train_pixels.std(), rtol=1e-4)
