@@ -280,3 +280,13 @@ def test_dataset_mean_std_is_measured_on_the_training_split(tmp_path):
     image = val[0]["image"]
     raw = val.samples.images[0][0].astype(np.float32)
     np.testing.assert_allclose(image[0].numpy(), (raw - train_pixels.mean()) / train_pixels.std(), rtol=1e-4)
+
+
+def test_several_random_crops_per_training_image(tmp_path):
+    dm = IsbiDataModule(root=str(write_isbi(tmp_path)), crop_size=16, crops_per_image=3, **common(["em"]))
+    train, val = dm.dataset("train"), dm.dataset("val")
+    assert len(train) == 75 and len(val) == 5
+    crops = [train[i]["image"] for i in (0, 25, 50)]  # three crops of slice 0
+    assert all(c.shape == (1, 16, 16) for c in crops)
+    with pytest.raises(ConfigError, match="crops_per_image"):
+        IsbiDataModule(root=str(tmp_path), crop_size=16, crops_per_image=0, **common(["em"])).dataset("train")

@@ -54,6 +54,7 @@ class SegmentationDataModule(pl.LightningDataModule, ABC):
         pin_memory: bool = True,
         persistent_workers: bool = True,
         crop_size: int | None = None,
+        crops_per_image: int = 1,
         skip_bad: bool = False,
     ) -> None:
         super().__init__()
@@ -78,6 +79,7 @@ class SegmentationDataModule(pl.LightningDataModule, ABC):
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
         self.crop_size = crop_size
+        self.crops_per_image = crops_per_image
         self.skip_bad = skip_bad
         self._datasets: dict[str, SegmentationDataset] = {}
 
@@ -128,6 +130,7 @@ class SegmentationDataModule(pl.LightningDataModule, ABC):
                 augment=self.augmentation if training else None,
                 crop_size=self.crop_size if training else None,
                 training=training,
+                crops_per_image=self.crops_per_image,
             )
         return self._datasets[split]
 

@@ -70,7 +70,10 @@ class SegmentationDataset(Dataset):
         augment: Callable[..., dict] | None = None,
         crop_size: int | None = None,
         training: bool = False,
+        crops_per_image: int = 1,
     ) -> None:
+        if crops_per_image < 1:
+            raise ConfigError(f"data.crops_per_image must be >= 1, got {crops_per_image}.")
         used = channels.bind(channel_names)
         self.samples = samples
         self.channel_names = tuple(channel_names)
@@ -80,6 +83,8 @@ class SegmentationDataset(Dataset):
         self.augment = augment
         self.crop_size = crop_size
         self.training = training
+        # Few large images (a microscope field, an EM slice): several random crops of each per epoch.
+        self.repeats = crops_per_image if crop_size is not None else 1
         self._rng: np.random.Generator | None = None
         self._rng_seed: int | None = None
         self.instances = self._instances(samples, used)
@@ -103,7 +108,7 @@ class SegmentationDataset(Dataset):
         return [self.target.instances_from_image(image, self.channel_names) for image in samples.images]  # type: ignore[attr-defined]
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return len(self.samples) * self.repeats
 
     def classes(self, index: int) -> np.ndarray:
         """Class ids (H, W) of an image, computed once (stored compactly as int16)."""
@@ -120,6 +125,7 @@ class SegmentationDataset(Dataset):
         return self._rng
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        index %= len(self.samples)
         rng = self._generator()
         image = self.channels.apply(
             self.samples.images[index], self.channel_names, self.normalization, rng, training=self.training
