@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -61,3 +62,86 @@ def test_multiclass_dice_averages_foreground_classes():
     dice_border = 2 * 2 / (3 + 3)
     assert scores["dice"] == pytest.approx((dice_interior + dice_border) / 2)
     assert scores["acc_border"] == pytest.approx(2 / 3)
+
+
+def test_per_class_scores_precision_and_recall():
+    scores = scores_from_confusion(confusion_matrix(PRED, TARGET, 2), ("background", "cell"))
+    assert scores["dice_cell"] == pytest.approx(10 / 14) and scores["iou_cell"] == pytest.approx(5 / 9)
+    assert scores["dice_background"] == pytest.approx(14 / 18) and scores["iou_background"] == pytest.approx(
+        7 / 11
+    )
+    assert scores["precision"] == pytest.approx(5 / 8) and scores["recall"] == pytest.approx(5 / 6)
+
+
+def test_empty_class_conventions():
+    empty = torch.zeros(4, 4, dtype=torch.long)
+    nothing = scores_from_confusion(confusion_matrix(empty, empty, 2), ("background", "cell"))
+    assert nothing["precision"] == 1.0 and nothing["recall"] == 1.0 and math.isnan(nothing["dice_cell"])
+    missed = scores_from_confusion(confusion_matrix(empty, TARGET, 2), ("background", "cell"))
+    assert missed["precision"] == 0.0 and missed["recall"] == 0.0 and missed["dice"] == 0.0
+    false_alarm = scores_from_confusion(confusion_matrix(PRED, empty, 2), ("background", "cell"))
+    assert false_alarm["recall"] == 0.0 and math.isnan(false_alarm["acc_cell"])
+
+
+# --- DDP: two CPU processes (gloo) each update with part of the images; compute() must equal one process.
+
+
+def _metric_inputs(count: int = 5) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(class map, cell probability, true instances) per image: blobs with noise, some touching."""
+    from scipy import ndimage as ndi
+
+    generator = np.random.default_rng(0)
+    images = []
+    for _ in range(count):
+        seeds = generator.random((32, 32)) > 0.985
+        true = ndi.label(ndi.binary_dilation(seeds, iterations=3))[0]
+        prob = np.clip((true > 0) * 0.8 + generator.normal(0, 0.25, true.shape), 0, 1)
+        images.append((torch.as_tensor(prob > 0.5).long(), torch.as_tensor(prob), torch.as_tensor(true)))
+    return images
+
+
+def _run_metrics(images) -> dict[str, float]:
+    from cellseg.metrics import InstanceMetrics, IsbiMetrics
+
+    pixel, isbi, instance = SegmentationMetrics(("background", "cell")), IsbiMetrics(), InstanceMetrics()
+    for classes, prob, true in images:
+        pixel.update(classes[None], (true > 0).long()[None])
+        isbi.update(prob[None], (true > 0).long()[None])
+        instance.update(classes[None], true[None])
+    return {**pixel.compute(), **isbi.compute(), **instance.compute()}
+
+
+def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
+    import json
+    import os
+
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    images = _metric_inputs()
+    share = images[:3] if rank == 0 else images[3:]  # 5 images split unevenly, 3 + 2
+    result = _run_metrics(share)
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as file:
+        json.dump(result, file)
+    dist.destroy_process_group()
+
+
+def test_ddp_two_processes_give_the_single_process_metrics(tmp_path):
+    import json
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # spawn, not fork: forking a process whose torch thread pools already run can deadlock.
+    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    single = _run_metrics(_metric_inputs())
+    assert 0 < single["v_rand"] < 1 and 0 < single["ap50"] < 1  # a non-trivial case
+    for rank in range(2):
+        ranked = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert ranked.keys() == single.keys()
+        for key, value in single.items():
+            assert ranked[key] == pytest.approx(value, abs=1e-12, nan_ok=True), key

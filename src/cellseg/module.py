@@ -9,14 +9,14 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from torchmetrics import MeanMetric
 
-from cellseg.metrics import SegmentationMetrics
 from cellseg.models import create_model
+from cellseg.stage_metrics import StageMetrics
 
 # Keys of a scheduler config that are Lightning's, not the scheduler's constructor arguments.
 _LIGHTNING_SCHEDULER_KEYS = ("interval", "frequency", "monitor")
 _STAGES = ("train", "val", "test")
+_KEYS = {"train": "fit", "val": "val", "test": "test"}
 
 
 class SegmentationModule(pl.LightningModule):
@@ -37,6 +37,7 @@ class SegmentationModule(pl.LightningModule):
         scheduler: Mapping[str, Any] | None = None,
         ignore_index: int = -100,
         pipeline: Mapping[str, Any] | None = None,
+        eval_metrics: Sequence[str] = (),
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)  # train.py logs a curated, flat set instead
@@ -44,16 +45,18 @@ class SegmentationModule(pl.LightningModule):
         num_classes = len(self.class_names)
         self.net = create_model(in_channels=in_channels, classes=num_classes, **dict(model))
         self.criterion = instantiate(dict(loss), num_classes=num_classes, ignore_index=ignore_index)
-        # One metric object per stage (train/val/test), named ``<stage>_scores`` and ``<stage>_loss``.
-        for stage in _STAGES:
-            setattr(self, f"{stage}_scores", SegmentationMetrics(self.class_names, ignore_index))
-            setattr(self, f"{stage}_loss", MeanMetric())
+        # "train" is an nn.Module method name, so the stages are keyed fit/val/test.
+        self.stage_metrics = torch.nn.ModuleDict(
+            {
+                _KEYS[stage]: StageMetrics(
+                    self.class_names, ignore_index, eval_metrics, training=stage == "train"
+                )
+                for stage in _STAGES
+            }
+        )
 
-    def _scores(self, stage: str) -> SegmentationMetrics:
-        return getattr(self, f"{stage}_scores")
-
-    def _loss(self, stage: str) -> MeanMetric:
-        return getattr(self, f"{stage}_loss")
+    def _metrics(self, stage: str) -> StageMetrics:
+        return self.stage_metrics[_KEYS[stage]]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -62,13 +65,16 @@ class SegmentationModule(pl.LightningModule):
         logits = self(batch["image"])
         loss = self.criterion(logits, batch)
         preds = logits.argmax(dim=1)
-        self._scores(stage).update(preds, batch["mask"])
-        self._loss(stage).update(loss.detach(), weight=batch["image"].shape[0])
+        self._metrics(stage).update(logits, preds, batch, loss)
         return {"loss": loss, "preds": preds}
 
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         out = self._step(batch, "train")
         self.log("train/loss_step", out["loss"].detach(), on_step=True, on_epoch=False, prog_bar=True)
+        for name, value in (getattr(self.criterion, "last_terms", None) or {}).items():
+            self.log(
+                f"train/loss_{name}", value, on_step=False, on_epoch=True
+            )  # the terms of a composite loss
         return out
 
     def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
@@ -78,13 +84,11 @@ class SegmentationModule(pl.LightningModule):
         return self._step(batch, "test")
 
     def _log_epoch(self, stage: str) -> None:
-        scores = {f"{stage}/{name}": value for name, value in self._scores(stage).compute().items()}
-        scores[f"{stage}/loss"] = float(self._loss(stage).compute())
-        # Both metric objects already summed their state over all ranks: no further sync is needed.
+        scores = {f"{stage}/{name}": value for name, value in self._metrics(stage).compute().items()}
+        # The metric objects already summed their state over all ranks: no further sync is needed.
         self.log(f"{stage}/dice", scores.pop(f"{stage}/dice"), prog_bar=True)
         self.log_dict(scores)
-        self._scores(stage).reset()
-        self._loss(stage).reset()
+        self._metrics(stage).reset()
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train")
@@ -93,8 +97,7 @@ class SegmentationModule(pl.LightningModule):
         if not self.trainer.sanity_checking:
             self._log_epoch("val")
         else:
-            self._scores("val").reset()
-            self._loss("val").reset()
+            self._metrics("val").reset()
 
     def on_test_epoch_end(self) -> None:
         self._log_epoch("test")

@@ -59,7 +59,8 @@ def error_map(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 class ValidationImageGrid(pl.Callback):
-    """Logs the first ``num_images`` validation samples as rows of (input, target, prediction, errors)."""
+    """Logs the first ``num_images`` validation samples as rows of (input, target, prediction, errors),
+    plus the loss's weight map when the batch carries one."""
 
     def __init__(self, num_images: int = 4, tag: str = "val/examples") -> None:
         if num_images < 1:
@@ -87,6 +88,10 @@ class ValidationImageGrid(pl.Callback):
             image, target = batch["image"][i].detach().cpu(), batch["mask"][i].detach().cpu()
             pred = outputs["preds"][i].detach().cpu()
             tiles += [composite(image), colorize(target), colorize(pred), error_map(pred, target)]
-        grid = make_grid(torch.stack(tiles), nrow=4, padding=2, pad_value=0.3)
+            if "weight_map" in batch:  # the loss's per-pixel weights (U-Net border map), brighter = heavier
+                weights = batch["weight_map"][i].detach().cpu().float()
+                tiles.append((weights / weights.max().clamp_min(1e-6)).expand(3, -1, -1))
+        panels = 5 if "weight_map" in batch else 4
+        grid = make_grid(torch.stack(tiles), nrow=panels, padding=2, pad_value=0.3)
         for logger in loggers:
             logger.experiment.add_image(self.tag, grid, global_step=trainer.global_step)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -56,6 +56,8 @@ class SegmentationDataModule(pl.LightningDataModule, ABC):
         crop_size: int | None = None,
         crops_per_image: int = 1,
         skip_bad: bool = False,
+        eval_metrics: Sequence[str] = ("instances",),
+        weight_map: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -81,6 +83,8 @@ class SegmentationDataModule(pl.LightningDataModule, ABC):
         self.crop_size = crop_size
         self.crops_per_image = crops_per_image
         self.skip_bad = skip_bad
+        self.eval_metrics = tuple(eval_metrics)
+        self.weight_map = weight_map
         self._datasets: dict[str, SegmentationDataset] = {}
 
     @property
@@ -131,6 +135,7 @@ class SegmentationDataModule(pl.LightningDataModule, ABC):
                 crop_size=self.crop_size if training else None,
                 training=training,
                 crops_per_image=self.crops_per_image,
+                weight_map=self.weight_map,
             )
         return self._datasets[split]
 

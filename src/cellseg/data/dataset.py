@@ -71,6 +71,7 @@ class SegmentationDataset(Dataset):
         crop_size: int | None = None,
         training: bool = False,
         crops_per_image: int = 1,
+        weight_map: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         if crops_per_image < 1:
             raise ConfigError(f"data.crops_per_image must be >= 1, got {crops_per_image}.")
@@ -88,7 +89,9 @@ class SegmentationDataset(Dataset):
         self._rng: np.random.Generator | None = None
         self._rng_seed: int | None = None
         self.instances = self._instances(samples, used)
+        self.weight_map = weight_map
         self._classes: dict[int, np.ndarray] = {}
+        self._weights: dict[int, np.ndarray] = {}
 
     def _instances(self, samples: SampleSet, used: set[int]) -> list[np.ndarray]:
         if not self.target.needs_image:
@@ -116,6 +119,13 @@ class SegmentationDataset(Dataset):
             self._classes[index] = self.target(self.instances[index]).astype(np.int16)
         return self._classes[index]
 
+    def weights(self, index: int) -> np.ndarray:
+        """Per-pixel loss weights (H, W) of an image (e.g. the U-Net border map), computed once."""
+        assert self.weight_map is not None
+        if index not in self._weights:
+            self._weights[index] = self.weight_map(np.maximum(self.instances[index], 0)).astype(np.float32)
+        return self._weights[index]
+
     def _generator(self) -> np.random.Generator:
         seed = torch.initial_seed()
         if self._rng is None or self._rng_seed != seed:
@@ -130,19 +140,23 @@ class SegmentationDataset(Dataset):
         image = self.channels.apply(
             self.samples.images[index], self.channel_names, self.normalization, rng, training=self.training
         )
-        classes, instances = self.classes(index), self.instances[index]
+        labels = [self.classes(index), self.instances[index]]
+        if self.weight_map is not None:
+            labels.append(self.weights(index))
         if self.crop_size is not None:
-            image, classes, instances = random_crop([image, classes, instances], self.crop_size, rng)
+            image, *labels = random_crop([image, *labels], self.crop_size, rng)
         if self.augment is not None:
             out = self.augment(
                 image=np.ascontiguousarray(image.transpose(1, 2, 0)),
-                masks=[classes.astype(np.float32), instances.astype(np.float32)],
+                masks=[label.astype(np.float32) for label in labels],
             )
-            image = out["image"].transpose(2, 0, 1)
-            classes, instances = (np.rint(m) for m in out["masks"])
-        return {
+            image, labels = out["image"].transpose(2, 0, 1), out["masks"]
+        item = {
             "image": torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)),
-            "mask": torch.from_numpy(np.ascontiguousarray(classes, dtype=np.int64)),
-            "instances": torch.from_numpy(np.ascontiguousarray(instances, dtype=np.int64)),
+            "mask": torch.from_numpy(np.ascontiguousarray(np.rint(labels[0]), dtype=np.int64)),
+            "instances": torch.from_numpy(np.ascontiguousarray(np.rint(labels[1]), dtype=np.int64)),
             "index": torch.tensor(index),
         }
+        if self.weight_map is not None:
+            item["weight_map"] = torch.from_numpy(np.ascontiguousarray(labels[2], dtype=np.float32))
+        return item

@@ -12,6 +12,7 @@ from pytorch_lightning.callbacks import ProgressBar
 from cellseg.config import check_required_values
 from cellseg.data.datamodule import SegmentationDataModule
 from cellseg.errors import ConfigError
+from cellseg.losses import weight_map_from_loss_config
 from cellseg.module import SegmentationModule
 
 
@@ -28,10 +29,12 @@ def build_datamodule(cfg: DictConfig) -> SegmentationDataModule:
     # such as ChannelStrategy back into configs.
     check_required_values(cfg)
     make_datamodule = instantiate(cfg.data, _partial_=True, _convert_="partial")
+    target = instantiate(cfg.target, _convert_="all")
     return make_datamodule(
         channels=instantiate(cfg.channels, _convert_="all"),
-        target=instantiate(cfg.target, _convert_="all"),
+        target=target,
         augmentation=instantiate(cfg.augmentation) if cfg.get("augmentation") else None,
+        weight_map=weight_map_from_loss_config(plain(cfg.loss), target.num_classes),  # what the loss reads
     )
 
 
@@ -46,6 +49,7 @@ def build_module(cfg: DictConfig, datamodule: SegmentationDataModule) -> Segment
         class_names=list(datamodule.class_names),
         ignore_index=datamodule.target.ignore_index,
         pipeline=datamodule.describe(),
+        eval_metrics=list(datamodule.eval_metrics),
     )
 
 

@@ -1,0 +1,63 @@
+"""Everything measured in one stage (train, val or test) of an epoch, synced across DDP ranks."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+from torchmetrics import MeanMetric
+
+from cellseg.errors import ConfigError
+from cellseg.metrics import InstanceMetrics, IsbiMetrics, SegmentationMetrics
+
+#: Metrics a data set can ask for on top of the pixel scores (``data.eval_metrics``).
+EXTRA_METRICS = ("isbi", "instances")
+
+
+class StageMetrics(nn.Module):
+    """Pixel scores and loss always; ISBI and instance scores when the data set asks for them.
+
+    ISBI scores need whole slices and instance scores need instance ids, so they run in validation and
+    test only. Each is a torchmetrics object whose state is summed over ranks, so epoch values are
+    exact under DDP.
+    """
+
+    def __init__(
+        self, class_names: Sequence[str], ignore_index: int, extra: Sequence[str] = (), training: bool = False
+    ) -> None:
+        super().__init__()
+        unknown = sorted(set(extra) - set(EXTRA_METRICS))
+        if unknown:
+            raise ConfigError(
+                f"data.eval_metrics has unknown {unknown}; choose from {', '.join(EXTRA_METRICS)}."
+            )
+        self.scores = SegmentationMetrics(class_names, ignore_index)
+        self.loss = MeanMetric()
+        extra = () if training else tuple(extra)
+        self.isbi = IsbiMetrics(ignore_index=ignore_index) if "isbi" in extra else None
+        instance_mode = "boundary" if "border" in class_names else "components"
+        self.instances = InstanceMetrics(predictions=instance_mode) if "instances" in extra else None
+
+    def update(
+        self, logits: torch.Tensor, preds: torch.Tensor, batch: Mapping[str, torch.Tensor], loss: torch.Tensor
+    ) -> None:
+        self.scores.update(preds, batch["mask"])
+        self.loss.update(loss.detach(), weight=batch["image"].shape[0])
+        if self.isbi is not None:
+            cell_probability = 1.0 - logits.detach().float().softmax(dim=1)[:, 0]
+            self.isbi.update(cell_probability, batch["mask"])
+        if self.instances is not None and "instances" in batch:
+            self.instances.update(preds, batch["instances"].clamp_min(0))
+
+    def compute(self) -> dict[str, float]:
+        values = {**self.scores.compute(), "loss": float(self.loss.compute())}
+        for extra in (self.isbi, self.instances):
+            if extra is not None:
+                values.update(extra.compute())
+        return values
+
+    def reset(self) -> None:
+        for metric in (self.scores, self.loss, self.isbi, self.instances):
+            if metric is not None:
+                metric.reset()
