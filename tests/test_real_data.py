@@ -31,7 +31,8 @@ def test_isbi_trains_on_slices_0_24_and_validates_on_25_29(tmp_path):
 )
 def test_brightfield_stack_learns_dapi_nuclei_from_brightfield(tmp_path):
     cfg = compose_config(
-        ["data=brightfield_zstack", f"data.root={SHARED_DATA / 'brightfield-zstack'}", *FAST_REAL], run_dir=tmp_path
+        ["data=brightfield_zstack", f"data.root={SHARED_DATA / 'brightfield-zstack'}", *FAST_REAL],
+        run_dir=tmp_path,
     )
     summary = train(cfg)
     assert summary["status"] == "completed"

@@ -54,7 +54,21 @@ def _flat(prefix: str, node: Any) -> dict[str, Any]:
 def log_hyperparameters(
     trainer: pl.Trainer, cfg: DictConfig, module: pl.LightningModule, runtime: dict
 ) -> None:
-    """Config choices, sweepable settings and model size to every logger (TensorBoard's hparams tab)."""
+    """Config choices, sweepable settings and model size to every logger (TensorBoard's hparams tab).
+
+    ``model/mult_adds`` is the cost of one image at the training size (crop, else image size), from one
+    hooked forward pass (the hooks are removed after it).
+    """
+    from cellseg.stats import model_stats
+
+    size = cfg.data.get("crop_size") or cfg.data.get("size")
+    in_channels = module.hparams.get("in_channels")
+    cost = {}
+    if size and in_channels and hasattr(module, "net"):
+        cost = {
+            "model/mult_adds": model_stats(module.net, [int(in_channels), int(size), int(size)]).mult_adds,
+            "model/input_size": int(size),
+        }
     sections = {
         k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("model", "loss", "optimizer", "scheduler")
     }
@@ -67,6 +81,7 @@ def log_hyperparameters(
         "trainer/precision": str(cfg.trainer.precision),
         "model/params_total": sum(p.numel() for p in module.parameters()),
         "model/params_trainable": sum(p.numel() for p in module.parameters() if p.requires_grad),
+        **cost,
     }
     for logger in trainer.loggers:
         logger.log_hyperparams(params, metrics={f"hp/best_{cfg.monitor}": math.nan})
