@@ -22,9 +22,6 @@ channel strategy's channel count at the training crop size.
 from __future__ import annotations
 
 import csv
-import logging
-import sys
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,12 +33,11 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from cellseg.config import check_command_line, config_dir
-from cellseg.errors import CellsegError, ConfigError, find_cellseg_error
+from cellseg.cli import exit_on_bad_input, run_command
+from cellseg.config import config_dir
+from cellseg.errors import ConfigError
 from cellseg.models.encoders import unwrap
 from cellseg.models.padding import MirrorTile, PadToMultiple
-
-log = logging.getLogger(__name__)
 
 LAYER_TYPES: tuple[type[nn.Module], ...] = (
     nn.modules.conv._ConvNd,
@@ -261,25 +257,11 @@ def run_stats(cfg: DictConfig, output_dir: Path | None = None, console: Console 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="stats")
 def _hydra_main(cfg: DictConfig) -> None:
-    try:
-        run_stats(cfg, Path(cfg.paths.run_dir))
-    except Exception as error:
-        bad_input = find_cellseg_error(error)
-        if bad_input is None:
-            raise
-        log.error("cellseg: error: %s", bad_input)
-        sys.exit(2)
+    exit_on_bad_input(run_stats)(cfg, Path(cfg.paths.run_dir))
 
 
 def main() -> None:
-    """Check the command line against the ``stats`` config, then hand over to Hydra."""
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-    try:
-        check_command_line(sys.argv[1:], config_name="stats")
-    except CellsegError as error:
-        print(f"cellseg: error: {error}", file=sys.stderr)
-        sys.exit(2)
-    _hydra_main()
+    run_command("stats", _hydra_main)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +20,8 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from cellseg import __version__
 from cellseg.callbacks.run_summary import RunSummary
-from cellseg.config import check_command_line, config_dir
-from cellseg.errors import CellsegError, find_cellseg_error
+from cellseg.cli import exit_on_bad_input, run_command
+from cellseg.config import config_dir
 from cellseg.utils.ddp import ddp_job_scope
 from cellseg.utils.instantiate import build_callbacks, build_datamodule, build_loggers, build_module
 from cellseg.utils.runs import check_checkpoint, prepare_run_dir, print_metrics_table
@@ -151,28 +149,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the monitored best value so Hydra sweepers can optimise it."""
-    try:
-        result = train(cfg)
-    except Exception as error:
-        bad_input = find_cellseg_error(error)
-        if bad_input is None:
-            raise
-        log.error("cellseg: error: %s", bad_input)  # one line, on the console and in train.log
-        sys.exit(2)
+    result = exit_on_bad_input(train)(cfg)
     best = result.get("best") or {}
     return best.get(cfg.monitor)
 
 
 def main() -> None:
-    """Check the command line against the config tree, then hand over to Hydra."""
-    # Lightning 2.6 on torch >= 2.10 warns about its own use of a deprecated pytree API on every run.
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-    try:
-        check_command_line(sys.argv[1:])
-    except CellsegError as error:
-        print(f"cellseg: error: {error}", file=sys.stderr)
-        sys.exit(2)
-    _hydra_main()
+    run_command("train", _hydra_main)
 
 
 if __name__ == "__main__":
