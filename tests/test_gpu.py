@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -21,7 +23,7 @@ def test_gpu_training_in_each_precision(precision, tmp_path):
     cfg = compose_config([*FAST, "trainer=gpu", f"trainer.precision={precision}"], run_dir=tmp_path / "run")
     summary = train(cfg)
     assert summary["status"] == "completed"
-    assert summary["final"]["val/loss"] == pytest.approx(summary["final"]["val/loss"])  # finite, not NaN
+    assert math.isfinite(summary["final"]["val/loss"])
     assert "test/dice" in summary["test"]
 
 

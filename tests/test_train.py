@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -137,7 +138,7 @@ def test_bf16_mixed_precision_trains_on_cpu(tmp_path):
     )
     assert summary["status"] == "completed"
     assert 0.0 <= summary["final"]["val/dice"] <= 1.0
-    assert summary["final"]["val/loss"] == pytest.approx(summary["final"]["val/loss"])  # not NaN
+    assert math.isfinite(summary["final"]["val/loss"])
 
 
 def test_unwritable_output_directory_fails_before_training(tmp_path):

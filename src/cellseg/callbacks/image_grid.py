@@ -11,6 +11,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from torchvision.utils import make_grid
 
 from cellseg.errors import ConfigError
+from cellseg.losses.weight_maps import weight_map_to_image
 
 # Class colours for up to 8 classes: background black, then distinct hues.
 _PALETTE = torch.tensor(
@@ -89,8 +90,8 @@ class ValidationImageGrid(pl.Callback):
             pred = outputs["preds"][i].detach().cpu()
             tiles += [composite(image), colorize(target), colorize(pred), error_map(pred, target)]
             if "weight_map" in batch:  # the loss's per-pixel weights (U-Net border map), brighter = heavier
-                weights = batch["weight_map"][i].detach().cpu().float()
-                tiles.append((weights / weights.max().clamp_min(1e-6)).expand(3, -1, -1))
+                weights = weight_map_to_image(batch["weight_map"][i].detach().cpu().float().numpy())
+                tiles.append(torch.from_numpy(weights).expand(3, -1, -1))
         panels = 5 if "weight_map" in batch else 4
         grid = make_grid(torch.stack(tiles), nrow=panels, padding=2, pad_value=0.3)
         for logger in loggers:

@@ -58,17 +58,3 @@ def read_planes(path: str | Path) -> np.ndarray:
         raise
     except Exception as error:
         raise DataError(f"{path}: cannot be read as an image ({type(error).__name__}: {error}).") from error
-
-
-def channel_names_from_tiff(path: str | Path) -> list[str] | None:
-    """Channel names stored in a TIFF's ImageJ/shaped metadata, when the file has them."""
-    import tifffile
-
-    with tifffile.TiffFile(path) as tif:
-        for meta in tif.shaped_metadata or ():
-            names = (meta.get("Channel") or {}).get("Name") if isinstance(meta, dict) else None
-            if names:
-                return [str(n) for n in names]
-        imagej = tif.imagej_metadata or {}
-        labels = imagej.get("Labels")
-        return [str(n) for n in labels] if labels else None
