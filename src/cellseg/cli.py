@@ -6,8 +6,10 @@ import functools
 import logging
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
+
+from omegaconf import DictConfig
 
 from cellseg.config import check_command_line
 from cellseg.errors import CellsegError, find_cellseg_error
@@ -33,12 +35,19 @@ def exit_on_bad_input(task: Callable[..., Result]) -> Callable[..., Result]:
     return wrapper
 
 
-def run_command(config_name: str, hydra_main: Callable[[], object]) -> None:
-    """Check the command line against the ``config_name`` primary config, then hand over to Hydra."""
+def run_command(
+    config_name: str,
+    hydra_main: Callable[[], object],
+    job_checks: Sequence[Callable[[DictConfig], None]] = (),
+) -> None:
+    """Check the command line against the ``config_name`` primary config, then hand over to Hydra.
+
+    ``job_checks`` run on the composed config of the (first) job, before Hydra creates any folder.
+    """
     # Lightning 2.6 on torch >= 2.10 warns about its own use of a deprecated pytree API on every run.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
     try:
-        check_command_line(sys.argv[1:], config_name=config_name)
+        check_command_line(sys.argv[1:], config_name=config_name, job_checks=job_checks)
     except CellsegError as error:
         print(f"cellseg: error: {error}", file=sys.stderr)
         sys.exit(2)

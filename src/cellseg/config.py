@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -137,11 +137,16 @@ def check_required_values(cfg: DictConfig) -> None:
 
 
 def check_command_line(
-    args: Sequence[str], root: Path | None = None, config_name: str = PRIMARY_CONFIG
+    args: Sequence[str],
+    root: Path | None = None,
+    config_name: str = PRIMARY_CONFIG,
+    job_checks: Sequence[Callable[[DictConfig], None]] = (),
 ) -> None:
     """Check a ``cellseg.train`` command line against the config tree before Hydra starts the run.
 
-    ``config_name`` is the primary config the command composes (``stats`` for ``cellseg.stats``).
+    ``config_name`` is the primary config the command composes (``stats`` for ``cellseg.stats``);
+    ``job_checks`` are the command's own checks of the composed job config (e.g. that predict's
+    output folder holds no earlier results), run before Hydra writes anything.
 
     Group choices are checked against the files of each group (every value of a sweep); plain keys
     against the config composed for the first job; the output folder must be writable.
@@ -190,6 +195,8 @@ def check_command_line(
             check_output_location(
                 OmegaConf.select(job, "hydra.sweep.dir" if parsed.multirun else "hydra.run.dir")
             )
+            for check in job_checks:
+                check(job)
 
 
 def _compose(root: Path, overrides: Sequence[str], config_name: str = PRIMARY_CONFIG) -> DictConfig | None:

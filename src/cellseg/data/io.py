@@ -34,14 +34,49 @@ def _planes_first(array: np.ndarray, axes: str) -> np.ndarray:
     return array.reshape(-1, *array.shape[-2:])
 
 
+def _check_image_path(path: Path) -> None:
+    if not path.is_file():
+        raise DataError(f"{path}: file not found.")
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        raise DataError(f"{path}: not an image file cellseg reads (expected {', '.join(IMAGE_SUFFIXES)}).")
+
+
+def _plane_count(shape: tuple[int, ...], axes: str) -> int:
+    if "Y" in axes and "X" in axes and len(axes) == len(shape):
+        return int(np.prod([n for n, a in zip(shape, axes, strict=True) if a not in "YX"], dtype=np.int64))
+    return int(np.prod(shape[:-2], dtype=np.int64)) if len(shape) > 2 else 1
+
+
+def probe_planes(path: str | Path) -> tuple[int, int, int]:
+    """(P, H, W) of an image file from its header alone, to check many inputs before reading any pixels."""
+    path = Path(path)
+    _check_image_path(path)
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                shape, axes = tuple(series.shape), series.axes
+            if "Y" in axes and "X" in axes:
+                height, width = shape[axes.index("Y")], shape[axes.index("X")]
+            else:
+                height, width = shape[-2:]
+            return _plane_count(shape, axes), int(height), int(width)
+        from PIL import Image
+
+        with Image.open(path) as image:
+            bands = 3 if image.mode in ("RGBA", "LA", "P", "CMYK") else len(image.getbands())
+            return bands, image.height, image.width
+    except Exception as error:
+        raise DataError(f"{path}: cannot be read as an image ({type(error).__name__}: {error}).") from error
+
+
 def read_planes(path: str | Path) -> np.ndarray:
     """All planes of an image file as (P, H, W), native dtype (uint8, uint16, float, ...)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found.")
+    _check_image_path(path)
     suffix = path.suffix.lower()
-    if suffix not in IMAGE_SUFFIXES:
-        raise DataError(f"{path}: not an image file cellseg reads (expected {', '.join(IMAGE_SUFFIXES)}).")
     try:
         if suffix in (".tif", ".tiff"):
             array, axes = _read_tiff(path)

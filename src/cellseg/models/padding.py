@@ -47,14 +47,22 @@ class PadToMultiple(nn.Module):
 class MirrorTile(nn.Module):
     """Runs a network whose output is smaller than its input (valid convolutions) on any input size.
 
+    ``multiple`` is the network's total stride (2**depth), the grid its predictions are aligned to.
     ``input_size(n)`` gives the smallest input whose output covers ``n`` pixels (636 for 512 with a
     depth-4 valid U-Net); the input is mirror-padded to it and the centred output cropped to H x W, as
     in the U-Net paper's overlap-tile strategy.
     """
 
-    def __init__(self, net: nn.Module, input_size: Callable[[int], int], output_size: Callable[[int], int]):
+    def __init__(
+        self,
+        net: nn.Module,
+        input_size: Callable[[int], int],
+        output_size: Callable[[int], int],
+        multiple: int = 1,
+    ):
         super().__init__()
         self.net = net
+        self.multiple = multiple
         self.input_size = input_size
         self.output_size = output_size
 
@@ -67,3 +75,11 @@ class MirrorTile(nn.Module):
         # The output is centred on the padded input: its first pixel sits at (in - out) / 2.
         y0, x0 = top - (in_h - out_h) // 2, left - (in_w - out_w) // 2
         return self.net(padded)[..., y0 : y0 + height, x0 : x0 + width]
+
+
+def input_multiple(net: nn.Module) -> int:
+    """The total stride of a wrapped network: inputs offset by a multiple of it give shifted outputs.
+
+    Tiles placed on this grid see the same pooling phase, so their overlaps agree (no seams).
+    """
+    return int(getattr(net, "multiple", 1)) if isinstance(net, (PadToMultiple, MirrorTile)) else 1

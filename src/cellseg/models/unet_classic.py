@@ -160,5 +160,5 @@ def build_unet_classic(
     )
     initialize(net, init)
     if net.valid:
-        return MirrorTile(net, net.valid_input_size, net.valid_output_size)
+        return MirrorTile(net, net.valid_input_size, net.valid_output_size, 2**net.depth)
     return PadToMultiple(net, 2**net.depth)

@@ -1,0 +1,23 @@
+"""Prediction for images of any size: checkpoint loading, input pipeline, overlap-tile core, TTA, decoding.
+
+- :mod:`~cellseg.inference.checkpoint`: a network and its data pipeline from a checkpoint file alone;
+- :mod:`~cellseg.inference.inputs`: files to model input with the checkpoint's channels and normalisation;
+- :mod:`~cellseg.inference.tiling`: the functional overlap-tile core (mirror padding, blending, batches);
+- :mod:`~cellseg.inference.tta`: flip and rotation test-time augmentation;
+- :mod:`~cellseg.inference.predictor`: the stateful wrapper used by predict, evaluate and the benchmark;
+- :mod:`~cellseg.inference.decode` and :mod:`~cellseg.inference.writers`: masks, instances and files.
+"""
+
+from cellseg.inference.checkpoint import CheckpointError, LoadedModel, load_model, read_checkpoint
+from cellseg.inference.predictor import Predictor
+from cellseg.inference.tiling import TileSettings, predict_tiled
+
+__all__ = [
+    "CheckpointError",
+    "LoadedModel",
+    "Predictor",
+    "TileSettings",
+    "load_model",
+    "predict_tiled",
+    "read_checkpoint",
+]

@@ -1,0 +1,55 @@
+"""From per-class probabilities to what a user saves: class masks, cell probability, instance labels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from cellseg.errors import ConfigError
+from cellseg.metrics.instances import instances_from_boundary_classes, instances_from_classes
+
+
+def class_map(probabilities: np.ndarray) -> np.ndarray:
+    """The most probable class of each pixel (H, W) uint8, from probabilities (K, H, W)."""
+    return probabilities.argmax(axis=0).astype(np.uint8)
+
+
+def foreground_probability(probabilities: np.ndarray) -> np.ndarray:
+    """Probability that a pixel belongs to any cell class, 1 - p(background) (H, W) float32.
+
+    For ISBI this is the cell-interior probability, the polarity of the challenge's labels.
+    """
+    return (1.0 - probabilities[0]).astype(np.float32)
+
+
+def instance_labels(classes: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
+    """Instance ids (H, W) int32: a seeded watershed for the boundary target, else connected components."""
+    if "border" in class_names:
+        labels = instances_from_boundary_classes(classes, interior=1, boundary=class_names.index("border"))
+    else:
+        labels = instances_from_classes(classes, foreground=range(1, len(class_names)))
+    return labels.astype(np.int32)
+
+
+def default_mask_values(num_classes: int) -> list[int]:
+    """0 / 255 for a binary model (what image viewers show); class ids for more classes."""
+    return [0, 255] if num_classes == 2 else list(range(num_classes))
+
+
+def mask_values(values: Sequence[int] | None, class_names: Sequence[str]) -> list[int]:
+    """The pixel value written for each class (``mask.values``), checked against the classes."""
+    if values is None:
+        return default_mask_values(len(class_names))
+    values = [int(v) for v in values]
+    if len(values) != len(class_names):
+        raise ConfigError(f"mask.values needs one value per class ({', '.join(class_names)}), got {values}.")
+    if any(not 0 <= v <= 65535 for v in values):
+        raise ConfigError(f"mask.values must be in 0..65535 (uint8 or uint16 masks), got {values}.")
+    return values
+
+
+def encode_mask(classes: np.ndarray, values: Sequence[int]) -> np.ndarray:
+    """Class ids (H, W) to mask pixel values, uint8 when they fit, else uint16."""
+    lookup = np.asarray(values, dtype=np.uint8 if max(values) <= 255 else np.uint16)
+    return lookup[classes]

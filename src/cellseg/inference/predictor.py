@@ -1,0 +1,87 @@
+"""The stateful wrapper around the functional core: a checkpoint, tile settings, TTA, device and AMP."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cellseg.errors import ConfigError
+from cellseg.inference.checkpoint import LoadedModel, load_model
+from cellseg.inference.inputs import InputPipeline
+from cellseg.inference.tiling import TileSettings, count_tiles, predict_tiled
+from cellseg.inference.tta import transforms, with_tta
+from cellseg.models.padding import input_multiple
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is the first GPU when there is one, else the CPU; asking for a missing GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} but PyTorch sees no CUDA GPU here; use device=cpu or device=auto.")
+    return device
+
+
+class Predictor:
+    """Per-class probabilities of new images, prepared and tiled exactly as configured.
+
+    AMP (bf16 where the GPU supports it, else fp16) is used on CUDA only; probabilities are always
+    accumulated in float32.
+    """
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        tiles: TileSettings | None = None,
+        tta: str = "none",
+        device: str | torch.device = "auto",
+        amp: bool = True,
+    ) -> None:
+        transforms(tta)  # validates the mode before any work
+        self.model = model
+        self.tiles = tiles or TileSettings()
+        self.tta = tta
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.amp = bool(amp) and self.device.type == "cuda"
+        self.model.net.to(self.device).eval()
+        self.inputs = InputPipeline(model.pipeline)
+        self.multiple = input_multiple(model.net)
+        self._predict_batch = with_tta(self._softmax, tta)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **kwargs: object) -> Predictor:
+        return cls(load_model(path), **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.model.class_names
+
+    def _softmax(self, tiles: torch.Tensor) -> torch.Tensor:
+        if self.amp:
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            with torch.autocast("cuda", dtype=dtype):
+                logits = self.model.net(tiles)
+        else:
+            logits = self.model.net(tiles)
+        return logits.float().softmax(dim=1)
+
+    def tiles_for(self, height: int, width: int) -> int:
+        """Tiles of one image (for progress bars); each costs one network pass per TTA transform."""
+        return count_tiles(height, width, self.tiles, self.multiple)
+
+    def probabilities(self, source: np.ndarray, progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """(K, H, W) float32 class probabilities of a source image (C, H, W) with the checkpoint's channels."""
+        model_input = self.inputs(source)
+        return self.probabilities_of_input(model_input, progress)
+
+    def probabilities_of_input(
+        self, model_input: np.ndarray, progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        """Like :meth:`probabilities` for an image that is already model input (C_in, H, W) float32."""
+        return predict_tiled(
+            self._predict_batch, model_input, self.tiles, self.device, progress, self.multiple
+        )

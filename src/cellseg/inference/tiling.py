@@ -1,0 +1,204 @@
+"""Overlap-tile prediction of images of any size (the U-Net paper's strategy, with blended tiles).
+
+The image is mirror-padded at its borders (so border pixels see context, as in Ronneberger et al.),
+cut into overlapping tiles that are predicted in batches, and the tile outputs are blended back with a
+weight window: ``gaussian`` (σ = ``sigma_scale`` × tile size, as nnU-Net and MONAI) down-weights tile
+borders, where convolutions saw zero padding; ``constant`` averages the overlaps. Memory is set by the
+tile batch and the output accumulators (classes + 1 float32 planes of the image), never by
+whole-image activations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cellseg.errors import ConfigError
+
+BLEND_MODES = ("gaussian", "constant")
+PADDING_MODES = ("mirror", "none")
+
+#: Maps a batch of tiles (B, C, h, w) to per-class probabilities (B, K, h, w).
+BatchPredictor = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class TileSettings:
+    """How an image is cut into tiles (the ``tile`` config node of predict and evaluate)."""
+
+    size: int = 512
+    overlap: float = 0.25
+    blend: str = "gaussian"
+    sigma_scale: float = 0.125
+    batch_size: int = 4
+    padding: str = "mirror"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 16:
+            raise ConfigError(f"tile.size must be an integer >= 16 pixels, got {self.size!r}.")
+        if not 0.0 <= self.overlap < 1.0:
+            raise ConfigError(f"tile.overlap is a fraction of the tile in [0, 1), got {self.overlap!r}.")
+        if self.blend not in BLEND_MODES:
+            raise ConfigError(f"tile.blend is '{self.blend}'; expected one of {', '.join(BLEND_MODES)}.")
+        if not self.sigma_scale > 0:
+            raise ConfigError(f"tile.sigma_scale must be > 0, got {self.sigma_scale!r}.")
+        if self.batch_size < 1:
+            raise ConfigError(f"tile.batch_size must be >= 1, got {self.batch_size!r}.")
+        if self.padding not in PADDING_MODES:
+            raise ConfigError(
+                f"tile.padding is '{self.padding}'; expected one of {', '.join(PADDING_MODES)}."
+            )
+
+    def margin(self, multiple: int = 1) -> int:
+        """Mirrored pixels added on every side: half the overlap (so border pixels get context too),
+        rounded up to the network's stride ``multiple``."""
+        if self.padding == "none":
+            return 0
+        half_overlap = round(self.size * self.overlap / 2)
+        return -(-half_overlap // multiple) * multiple
+
+
+def tile_starts(length: int, tile: int, step: int, multiple: int = 1) -> list[int]:
+    """Start offsets of tiles of ``tile`` pixels every ``step`` pixels, covering ``length`` pixels.
+
+    Every start is a multiple of ``multiple`` (``step`` is one), so the last tile may reach past
+    ``length`` by less than ``multiple`` pixels (the caller pads that far).
+    """
+    if tile >= length:
+        return [0]
+    last = -(-(length - tile) // multiple) * multiple
+    return [*range(0, last, step), last]
+
+
+def blend_window(height: int, width: int, mode: str = "gaussian", sigma_scale: float = 0.125) -> torch.Tensor:
+    """The (height, width) weight of each tile pixel; its maximum is 1 and it is > 0 everywhere."""
+    if mode == "constant":
+        return torch.ones(height, width)
+
+    def profile(n: int) -> torch.Tensor:
+        centre, sigma = (n - 1) / 2, sigma_scale * n
+        return torch.exp(-((torch.arange(n, dtype=torch.float64) - centre) ** 2) / (2 * sigma**2))
+
+    window = torch.outer(profile(height), profile(width))
+    window /= window.max()
+    # Corner weights underflow towards 0 for small sigma: keep every pixel's weight positive.
+    return window.clamp_min(max(float(window[window > 0].min()), 1e-6)).float()
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Tile positions over an image of ``height`` x ``width`` mirror-padded by ``margin``.
+
+    With the network's stride ``multiple``, the margin, the step and every tile start are multiples of
+    it: all tiles see the image at the same pooling phase (the phase of a whole-image pass over an
+    image whose size is a multiple of the stride), so overlapping tiles agree. The padding reaches
+    ``pad_end`` further on the bottom and right when the last tile needs it.
+    """
+
+    height: int
+    width: int
+    margin: int
+    tile_h: int
+    tile_w: int
+    rows: tuple[int, ...]
+    cols: tuple[int, ...]
+
+    @classmethod
+    def plan(cls, height: int, width: int, settings: TileSettings, multiple: int = 1) -> TileGrid:
+        margin = settings.margin(multiple)
+        padded_h, padded_w = height + 2 * margin, width + 2 * margin
+        # An image smaller than a tile is one tile, padded up to the stride like the others would be.
+        tile_h = min(settings.size, -(-padded_h // multiple) * multiple)
+        tile_w = min(settings.size, -(-padded_w // multiple) * multiple)
+
+        def step(tile: int) -> int:
+            return max(multiple, int(tile * (1 - settings.overlap)) // multiple * multiple)
+
+        rows = tile_starts(padded_h, tile_h, step(tile_h), multiple)
+        cols = tile_starts(padded_w, tile_w, step(tile_w), multiple)
+        return cls(height, width, margin, tile_h, tile_w, tuple(rows), tuple(cols))
+
+    @property
+    def pad_end(self) -> tuple[int, int]:
+        """Extra bottom and right padding (beyond ``margin``) that the last row and column reach into."""
+        return (
+            max(self.rows[-1] + self.tile_h - self.height - 2 * self.margin, 0),
+            max(self.cols[-1] + self.tile_w - self.width - 2 * self.margin, 0),
+        )
+
+    def __len__(self) -> int:
+        return len(self.rows) * len(self.cols)
+
+    def positions(self) -> Iterator[tuple[int, int]]:
+        """Top-left corners in padded coordinates, row by row."""
+        return ((top, left) for top in self.rows for left in self.cols)
+
+
+def mirror_pad(image: torch.Tensor, margin: int, extra: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """Reflect-pad (C, H, W) by ``margin`` on every side and ``extra`` more at the bottom and right.
+
+    Replicates instead where the image is too small to reflect that far.
+    """
+    bottom, right = margin + extra[0], margin + extra[1]
+    if not (margin or bottom or right):
+        return image
+    height, width = image.shape[-2:]
+    mode = "reflect" if max(bottom, right) < min(height, width) else "replicate"
+    return F.pad(image[None], (margin, right, margin, bottom), mode=mode)[0]
+
+
+def predict_tiled(
+    predict_batch: BatchPredictor,
+    image: np.ndarray | torch.Tensor,
+    settings: TileSettings,
+    device: torch.device | str = "cpu",
+    progress: Callable[[int], None] | None = None,
+    multiple: int = 1,
+) -> np.ndarray:
+    """Blended per-class probabilities (K, H, W) float32 of a model-ready image (C, H, W).
+
+    ``multiple`` is the network's stride (:func:`cellseg.models.padding.input_multiple`);
+    ``progress`` is called with the number of tiles finished after each batch.
+    """
+    image = torch.as_tensor(image, dtype=torch.float32)
+    if image.ndim != 3:
+        raise ConfigError(f"Tiled prediction needs an image of shape (C, H, W), got {tuple(image.shape)}.")
+    height, width = image.shape[-2:]
+    grid = TileGrid.plan(height, width, settings, multiple)
+    padded = mirror_pad(image, grid.margin, grid.pad_end)
+    window = blend_window(grid.tile_h, grid.tile_w, settings.blend, settings.sigma_scale)
+    weights = torch.zeros(height, width)
+    sums: torch.Tensor | None = None
+    positions = list(grid.positions())
+    for first in range(0, len(positions), settings.batch_size):
+        batch_positions = positions[first : first + settings.batch_size]
+        tiles = torch.stack([padded[:, t : t + grid.tile_h, s : s + grid.tile_w] for t, s in batch_positions])
+        with torch.inference_mode():
+            probs = predict_batch(tiles.to(device)).float().cpu()
+        if sums is None:
+            sums = torch.zeros(probs.shape[1], height, width)
+        for tile_probs, (top, left) in zip(probs, batch_positions, strict=True):
+            # The tile's overlap with the unpadded image, in image coordinates.
+            y0, x0 = max(top - grid.margin, 0), max(left - grid.margin, 0)
+            y1 = min(top + grid.tile_h - grid.margin, height)
+            x1 = min(left + grid.tile_w - grid.margin, width)
+            if y1 <= y0 or x1 <= x0:
+                continue  # a tile entirely in the mirrored margin
+            ty, tx = y0 - (top - grid.margin), x0 - (left - grid.margin)
+            tile_window = window[ty : ty + y1 - y0, tx : tx + x1 - x0]
+            sums[:, y0:y1, x0:x1] += tile_probs[:, ty : ty + y1 - y0, tx : tx + x1 - x0] * tile_window
+            weights[y0:y1, x0:x1] += tile_window
+        if progress is not None:
+            progress(len(batch_positions))
+    assert sums is not None
+    sums /= weights
+    return sums.numpy()
+
+
+def count_tiles(height: int, width: int, settings: TileSettings, multiple: int = 1) -> int:
+    """How many tiles an image of ``height`` x ``width`` is cut into (for progress bars)."""
+    return len(TileGrid.plan(height, width, settings, multiple))

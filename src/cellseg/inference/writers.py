@@ -1,0 +1,69 @@
+"""Writing prediction results: masks (PNG/TIFF), float32 probability TIFFs and instance-label TIFFs.
+
+Every file is written to a temporary name and renamed (``write_atomic``), so an interrupted run never
+leaves a half-written image behind. A stack (several images from one input file) is written as one
+multi-page TIFF, the format the ISBI challenge expects for submissions.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from cellseg.errors import ConfigError, OutputDirError
+from cellseg.utils.io import atomic_path, write_atomic
+
+MASK_FORMATS = ("png", "tif")
+
+
+def write_tiff(path: Path, pages: Sequence[np.ndarray] | np.ndarray, description: str | None = None) -> Path:
+    """One page per 2-D array (or a single 2-D array), as a plain (ImageJ-readable) TIFF."""
+    import tifffile
+
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, np.asarray(pages), photometric="minisblack", description=description)
+    return path
+
+
+def write_png(path: Path, image: np.ndarray) -> Path:
+    """A 2-D uint8 or uint16 array as a gray PNG."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    write_atomic(path, lambda handle: handle.write(buffer.getvalue()))
+    return path
+
+
+def write_masks(path_stem: Path, masks: Sequence[np.ndarray], mask_format: str) -> Path:
+    """Masks of one input file: a PNG or TIFF for one image; always a multi-page TIFF for a stack."""
+    if mask_format not in MASK_FORMATS:
+        raise ConfigError(f"mask.format is '{mask_format}'; expected one of {', '.join(MASK_FORMATS)}.")
+    if mask_format == "png" and len(masks) == 1:
+        return write_png(path_stem.with_suffix(".png"), masks[0])
+    return write_tiff(path_stem.with_suffix(".tif"), masks if len(masks) > 1 else masks[0])
+
+
+def instance_dtype(labels: Sequence[np.ndarray]) -> type[np.integer]:
+    """uint16 when every id fits (what Fiji and napari read fastest), else uint32."""
+    return np.uint16 if max(int(lab.max(initial=0)) for lab in labels) < 2**16 else np.uint32
+
+
+def check_output_folder(folder: str | Path, overwrite: bool, ignore: Sequence[str] = ()) -> Path:
+    """Refuse a folder that already holds files (besides ``ignore``) unless ``overwrite``; nothing is deleted."""
+    folder = Path(folder).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise OutputDirError(f"output '{folder}' is a file, not a folder; give a folder for the results.")
+    if folder.is_dir() and not overwrite:
+        present = sorted(p.name for p in folder.iterdir() if p.name not in ignore)
+        if present:
+            shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
+            raise OutputDirError(
+                f"output folder '{folder}' already holds {len(present)} file(s) ({shown}); refusing to "
+                "overwrite them. Choose an empty or new folder, or pass overwrite=true to replace files "
+                "of the same name (others are kept)."
+            )
+    return folder
