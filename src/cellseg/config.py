@@ -23,6 +23,17 @@ from cellseg.errors import ConfigError, OutputDirError
 PRIMARY_CONFIG = "train"
 
 
+def eval_dir(ckpt: str) -> str:
+    """Where evaluations of a checkpoint go: ``<run>/eval/<checkpoint name>`` (next to its run)."""
+    path = Path(str(ckpt)).expanduser()
+    run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return str(run / "eval" / path.stem)
+
+
+# Used by conf/evaluate.yaml's run directory; registered on import, before Hydra composes anything.
+OmegaConf.register_new_resolver("cellseg_eval_dir", eval_dir, replace=True)
+
+
 def config_dir() -> Path:
     """The config tree: ``cellseg/conf`` inside an installed wheel, else ``conf/`` at the repository top."""
     package_dir = Path(__file__).resolve().parent

@@ -59,7 +59,7 @@ class SegmentationModule(pl.LightningModule):
         """Store the pipeline as set up (statistics fitted on the training split, e.g. meanstd's)."""
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is not None and hasattr(datamodule, "describe"):
-            self.hparams["pipeline"] = datamodule.describe()
+            self.hparams["pipeline"] = {**(self.hparams.get("pipeline") or {}), **datamodule.describe()}
 
     def _metrics(self, stage: str) -> StageMetrics:
         return self.stage_metrics[_KEYS[stage]]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -42,16 +42,32 @@ class StageMetrics(nn.Module):
     def update(
         self, logits: torch.Tensor, preds: torch.Tensor, batch: Mapping[str, torch.Tensor], loss: torch.Tensor
     ) -> None:
+        """One training/validation batch: network logits, their argmax, the batch and its loss."""
+        self.loss.update(loss.detach(), weight=batch["mask"].shape[0])
+        self._update_scores(lambda: logits.detach().float().softmax(dim=1), preds, batch)
+
+    def update_from_probabilities(
+        self, probabilities: torch.Tensor, batch: Mapping[str, torch.Tensor]
+    ) -> None:
+        """Predictions that are already class probabilities (B, K, H, W), e.g. from tiled inference."""
+        self._update_scores(lambda: probabilities, probabilities.argmax(dim=1), batch)
+
+    def _update_scores(
+        self,
+        probabilities: Callable[[], torch.Tensor],
+        preds: torch.Tensor,
+        batch: Mapping[str, torch.Tensor],
+    ) -> None:
         self.scores.update(preds, batch["mask"])
-        self.loss.update(loss.detach(), weight=batch["image"].shape[0])
         if self.isbi is not None:
-            cell_probability = 1.0 - logits.detach().float().softmax(dim=1)[:, 0]
-            self.isbi.update(cell_probability, batch["mask"])
+            self.isbi.update(1.0 - probabilities()[:, 0], batch["mask"])
         if self.instances is not None and "instances" in batch:
             self.instances.update(preds, batch["instances"].clamp_min(0))
 
     def compute(self) -> dict[str, float]:
-        values = {**self.scores.compute(), "loss": float(self.loss.compute())}
+        values = self.scores.compute()
+        if self.loss.update_count:
+            values["loss"] = float(self.loss.compute())
         for extra in (self.isbi, self.instances):
             if extra is not None:
                 values.update(extra.compute())

@@ -201,3 +201,22 @@ class FromChannelTarget(Target):
             "fill_holes": self.fill_holes,
             "output": self.output,
         }
+
+
+TARGETS: dict[str, type[Target]] = {
+    cls.__name__: cls for cls in (BinaryTarget, BoundaryTarget, FromChannelTarget)
+}
+
+
+def target_from_description(description: dict) -> Target:
+    """Rebuild a target from its ``describe()`` (what a checkpoint stores)."""
+    import inspect
+
+    options = dict(description)
+    kind = options.pop("kind", None)
+    if kind not in TARGETS:
+        raise ConfigError(
+            f"Unknown target kind {kind!r} in the checkpoint; expected one of {', '.join(TARGETS)}."
+        )
+    accepted = inspect.signature(TARGETS[kind]).parameters
+    return TARGETS[kind](**{k: v for k, v in options.items() if k in accepted})

@@ -53,7 +53,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (zipfile.BadZipFile, EOFError, RuntimeError, pickle.UnpicklingError) as error:
+    except (zipfile.BadZipFile, EOFError, OSError, RuntimeError, pickle.UnpicklingError) as error:
         raise CheckpointError(
             f"{path}: cannot be read as a PyTorch checkpoint; it is truncated, corrupt or not a "
             f"checkpoint ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})."

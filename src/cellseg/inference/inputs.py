@@ -91,8 +91,9 @@ def check_inputs(files: Sequence[Path], channels: int, pages: str) -> list[tuple
 class InputPipeline:
     """Source image (C, H, W) of any dtype to model input: the checkpoint's channel specs and normalisation."""
 
-    def __init__(self, pipeline: Mapping[str, Any]) -> None:
-        self.channel_names = tuple(pipeline["channel_names"])
+    def __init__(self, pipeline: Mapping[str, Any], channel_names: Sequence[str] | None = None) -> None:
+        # Another data set's channel names (evaluate on new data): the specs bind to them by name.
+        self.channel_names = tuple(channel_names or pipeline["channel_names"])
         self.channels = ChannelStrategy(specs=list(pipeline["channels"]))
         self.normalization = Normalization(**dict(pipeline.get("normalization") or {}))
         self.channels.bind(self.channel_names)

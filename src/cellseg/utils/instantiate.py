@@ -48,7 +48,8 @@ def build_module(cfg: DictConfig, datamodule: SegmentationDataModule) -> Segment
         in_channels=datamodule.in_channels,
         class_names=list(datamodule.class_names),
         ignore_index=datamodule.target.ignore_index,
-        pipeline=datamodule.describe(),
+        # The data config too, so python -m cellseg.evaluate can find the same data set again.
+        pipeline={**datamodule.describe(), "data": plain(cfg.data)},
         eval_metrics=list(datamodule.eval_metrics),
     )
 
