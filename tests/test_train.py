@@ -86,6 +86,14 @@ def test_checkpoint_is_self_contained(two_epoch_run):
     assert hparams["pipeline"]["normalization"]["method"] == "percentile"
 
 
+def test_csv_logger_writes_metrics(tmp_path):
+    run_dir = tmp_path / "run"
+    train(compose_config([*FAST, "logger=csv"], run_dir=run_dir))
+    (metrics_csv,) = run_dir.glob("csv/**/metrics.csv")
+    header = metrics_csv.read_text().splitlines()[0].split(",")
+    assert {"val/dice", "train/loss", "test/dice"} <= set(header)
+
+
 def test_resume_continues_at_the_next_epoch_with_optimizer_and_scheduler_state(two_epoch_run, tmp_path):
     first_dir, first = two_epoch_run
     last = first_dir / "checkpoints" / "last.ckpt"

@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from cellseg import __version__
@@ -82,7 +83,10 @@ def log_hyperparameters(
         **cost,
     }
     for logger in trainer.loggers:
-        logger.log_hyperparams(params, metrics={f"hp/best_{cfg.monitor}": math.nan})
+        if isinstance(logger, TensorBoardLogger):  # the hparams tab needs its metric declared up front
+            logger.log_hyperparams(params, metrics={f"hp/best_{cfg.monitor}": math.nan})
+        else:
+            logger.log_hyperparams(params)
 
 
 def _best_checkpoint(trainer: pl.Trainer, monitor: str) -> str | None:
