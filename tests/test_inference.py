@@ -9,7 +9,7 @@ import torch
 from cellseg.data.synthetic import SyntheticCellsParams, generate_cells
 from cellseg.errors import ConfigError
 from cellseg.inference import Predictor, TileSettings, load_model, predict_tiled
-from cellseg.inference.tiling import TileGrid, blend_window, tile_starts
+from cellseg.inference.tiling import TileGrid, blend_window, cut_tile, tile_starts
 from cellseg.inference.tta import transforms
 from tests.inference_helpers import write_checkpoint
 
@@ -55,6 +55,24 @@ def test_tiling_reconstructs_any_size_exactly_for_a_pointwise_model(shape, blend
     assert out.shape == (2, *shape) and out.dtype == np.float32
     np.testing.assert_allclose(out[1], image[0], atol=1e-5)
     np.testing.assert_allclose(out.sum(axis=0), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("shape", "size", "multiple"), [((300, 257), 64, 32), ((17, 203), 64, 16), ((5, 9), 64, 32)]
+)
+def test_tiles_are_cut_as_from_the_whole_mirror_padded_image(shape, size, multiple):
+    """Tiles are padded one by one (no padded copy of a large image), exactly as padding it whole would."""
+    import torch.nn.functional as F
+
+    image = torch.randn(2, *shape)
+    grid = TileGrid.plan(*shape, TileSettings(size=size, overlap=0.25), multiple)
+    bottom, right = grid.margin + grid.pad_end[0], grid.margin + grid.pad_end[1]
+    mode = "reflect" if max(bottom, right) < min(shape) else "replicate"
+    padded = F.pad(image[None], (grid.margin, right, grid.margin, bottom), mode=mode)[0]
+    for top, left in grid.positions():
+        assert torch.equal(
+            cut_tile(image, top, left, grid), padded[:, top : top + grid.tile_h, left : left + grid.tile_w]
+        )
 
 
 def test_tile_larger_than_the_image_is_one_pass_padded_to_the_stride():

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from cellseg.errors import ConfigError
 
@@ -138,17 +137,29 @@ class TileGrid:
         return ((top, left) for top in self.rows for left in self.cols)
 
 
-def mirror_pad(image: torch.Tensor, margin: int, extra: tuple[int, int] = (0, 0)) -> torch.Tensor:
-    """Reflect-pad (C, H, W) by ``margin`` on every side and ``extra`` more at the bottom and right.
+def _source_index(start: int, length: int, size: int, reflect: bool) -> torch.Tensor:
+    """Image rows (or columns) of a tile that starts at ``start`` (may be < 0 or run past ``size``)."""
+    index = torch.arange(start, start + length)
+    if not reflect:
+        return index.clamp(0, size - 1)
+    index = index.abs()  # reflection about the first pixel, without repeating it (torch's "reflect")
+    return torch.where(index >= size, 2 * (size - 1) - index, index)
 
-    Replicates instead where the image is too small to reflect that far.
+
+def cut_tile(image: torch.Tensor, top: int, left: int, grid: TileGrid) -> torch.Tensor:
+    """The tile at (``top``, ``left``) of the image mirror-padded by ``grid.margin`` (and ``pad_end``).
+
+    Only the tile is built, never a padded copy of the whole image. An image too small to reflect that
+    far is replicated at its border instead.
     """
-    bottom, right = margin + extra[0], margin + extra[1]
-    if not (margin or bottom or right):
-        return image
     height, width = image.shape[-2:]
-    mode = "reflect" if max(bottom, right) < min(height, width) else "replicate"
-    return F.pad(image[None], (margin, right, margin, bottom), mode=mode)[0]
+    y0, x0 = top - grid.margin, left - grid.margin  # the tile in image coordinates
+    if y0 >= 0 and x0 >= 0 and y0 + grid.tile_h <= height and x0 + grid.tile_w <= width:
+        return image[:, y0 : y0 + grid.tile_h, x0 : x0 + grid.tile_w]
+    reflect = grid.margin + max(grid.pad_end) < min(height, width)
+    rows = _source_index(y0, grid.tile_h, height, reflect)
+    cols = _source_index(x0, grid.tile_w, width, reflect)
+    return image.index_select(-2, rows).index_select(-1, cols)
 
 
 def predict_tiled(
@@ -169,14 +180,13 @@ def predict_tiled(
         raise ConfigError(f"Tiled prediction needs an image of shape (C, H, W), got {tuple(image.shape)}.")
     height, width = image.shape[-2:]
     grid = TileGrid.plan(height, width, settings, multiple)
-    padded = mirror_pad(image, grid.margin, grid.pad_end)
     window = blend_window(grid.tile_h, grid.tile_w, settings.blend, settings.sigma_scale)
     weights = torch.zeros(height, width)
     sums: torch.Tensor | None = None
     positions = list(grid.positions())
     for first in range(0, len(positions), settings.batch_size):
         batch_positions = positions[first : first + settings.batch_size]
-        tiles = torch.stack([padded[:, t : t + grid.tile_h, s : s + grid.tile_w] for t, s in batch_positions])
+        tiles = torch.stack([cut_tile(image, top, left, grid) for top, left in batch_positions])
         with torch.inference_mode():
             probs = predict_batch(tiles.to(device)).float().cpu()
         if sums is None:
