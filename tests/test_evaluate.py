@@ -61,7 +61,11 @@ def test_isbi_data_gets_isbi_metrics_and_a_row_per_slice(tmp_path):
         "batch_size": 2,
     }
     ckpt = write_checkpoint(tmp_path / "run" / "checkpoints" / "best.ckpt", data=data)
-    result = evaluate(_config(ckpt, tmp_path / "eval", "tile.size=32", "tile.overlap=0.5"))
+    result = evaluate(
+        _config(ckpt, tmp_path / "eval", "tile.size=32", "tile.overlap=0.5", "save_predictions=true")
+    )
+    assert len(list((tmp_path / "eval" / "predictions" / "masks").glob("*.png"))) == 5
+    assert len(list((tmp_path / "eval" / "predictions" / "probabilities").glob("*.tif"))) == 5
     assert {"val/v_rand", "val/v_info", "val/pixel_error", "val/dice"} <= set(result["scores"])
     assert result["images"] == 5  # the default split validates on the last 5 slices
     assert eval_dir(str(ckpt)) == str(tmp_path / "run" / "eval" / "best")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -38,6 +39,7 @@ from cellseg.data.normalize import Normalization
 from cellseg.data.targets import target_from_description
 from cellseg.errors import ConfigError, DataError
 from cellseg.inference.checkpoint import LoadedModel, read_checkpoint
+from cellseg.inference.decode import default_mask_values
 from cellseg.inference.inputs import InputPipeline
 from cellseg.inference.predictor import Predictor
 from cellseg.inference.tiling import TileSettings
@@ -153,7 +155,7 @@ def run_dir_of(ckpt: Path) -> Path:
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score the checkpoint on ``split`` and write eval.json, per_image.csv and TensorBoard scalars."""
-    from cellseg.predict import OutputOptions, write_results
+    from cellseg.predict import ImageResult, OutputOptions, write_results
 
     started = time.perf_counter()
     if cfg.split not in SPLITS:
@@ -172,15 +174,16 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     on_image = None
     if cfg.save_predictions:
+        names = model.class_names
         options = OutputOptions(
-            ("mask", "probability"),
-            "png",
-            (0, 255) if len(model.class_names) == 2 else tuple(range(len(model.class_names))),
-            "foreground",
+            ("mask", "probability"), "png", tuple(default_mask_values(len(names))), "foreground"
         )
 
         def on_image(name: str, probabilities: np.ndarray) -> None:
-            write_results(out_dir / "predictions", name, [probabilities], model.class_names, options)
+            result = ImageResult.of(probabilities, options)
+            # Sample names such as "train-volume.tif[25]" become file names such as "train-volume_tif_25".
+            stem = re.sub(r"[^\w-]+", "_", name).strip("_")
+            write_results(out_dir / "predictions", stem, [result], names, options)
 
     log.info("Evaluating %s on the %s split of %s", model.path, cfg.split, type(datamodule).__name__)
     scores, rows = score_split(predictor, datamodule, cfg.split, cfg.progress, on_image)

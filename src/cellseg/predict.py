@@ -100,31 +100,46 @@ def unique_stems(files: Sequence[Path]) -> list[str]:
     return stems
 
 
+@dataclass
+class ImageResult:
+    """What is kept of one image's prediction: its class map and the probability map to save."""
+
+    classes: np.ndarray
+    probability: np.ndarray | None
+
+    @classmethod
+    def of(cls, probabilities: np.ndarray, options: OutputOptions) -> ImageResult:
+        """Drops the (K, H, W) probabilities right away: a stack holds only what will be written."""
+        kept = None
+        if "probability" in options.save:
+            kept = (
+                foreground_probability(probabilities)
+                if options.probability == "foreground"
+                else probabilities
+            )
+        return cls(class_map(probabilities), kept)
+
+
 def write_results(
     output: Path,
     stem: str,
-    probabilities: Sequence[np.ndarray],
+    results: Sequence[ImageResult],
     class_names: Sequence[str],
     options: OutputOptions,
 ) -> dict[str, str]:
     """Masks, probability maps and instance labels of one input file's images; returns the paths."""
     written: dict[str, str] = {}
-    classes = [class_map(p) for p in probabilities]
     if "mask" in options.save:
-        masks = [encode_mask(c, options.mask_values) for c in classes]
+        masks = [encode_mask(r.classes, options.mask_values) for r in results]
         written["mask"] = str(write_masks(output / FOLDERS["mask"] / stem, masks, options.mask_format))
     if "probability" in options.save:
-        maps = [
-            foreground_probability(p) if options.probability == "foreground" else p for p in probabilities
-        ]
-        pages = np.stack(maps) if len(maps) > 1 else maps[0]
+        maps = [r.probability for r in results]
         names = ["foreground"] if options.probability == "foreground" else list(class_names)
         path = output / FOLDERS["probability"] / f"{stem}.tif"
-        written["probability"] = str(
-            write_tiff(path, pages.astype(np.float32), f"classes: {', '.join(names)}")
-        )
+        pages = np.stack(maps) if len(maps) > 1 else maps[0]
+        written["probability"] = str(write_tiff(path, pages, f"classes: {', '.join(names)}"))
     if "instances" in options.save:
-        labels = [instance_labels(c, class_names) for c in classes]
+        labels = [instance_labels(r.classes, class_names) for r in results]
         labels = [lab.astype(instance_dtype(labels)) for lab in labels]
         path = output / FOLDERS["instances"] / f"{stem}.tif"
         written["instances"] = str(write_tiff(path, labels if len(labels) > 1 else labels[0]))
@@ -161,13 +176,13 @@ def predict_files(
         for path, stem in zip(files, stems, strict=True):
             started = time.perf_counter()
             images = split_planes(read_planes(path), len(predictor.model.channel_names), pages, path)
-            probabilities = []
+            results = []
             for image in images:
                 height, width = image.shape[-2:]
                 with _tile_bar(progress, predictor.tiles_for(height, width), passes) as tiles:
-                    probabilities.append(predictor.probabilities(image, tiles.update))
+                    results.append(ImageResult.of(predictor.probabilities(image, tiles.update), options))
                 bar.update(1)
-            written = write_results(output, stem, probabilities, predictor.class_names, options)
+            written = write_results(output, stem, results, predictor.class_names, options)
             entries.append(
                 {
                     "input": str(path),

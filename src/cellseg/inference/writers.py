@@ -43,8 +43,8 @@ def write_masks(path_stem: Path, masks: Sequence[np.ndarray], mask_format: str) 
     if mask_format not in MASK_FORMATS:
         raise ConfigError(f"mask.format is '{mask_format}'; expected one of {', '.join(MASK_FORMATS)}.")
     if mask_format == "png" and len(masks) == 1:
-        return write_png(path_stem.with_suffix(".png"), masks[0])
-    return write_tiff(path_stem.with_suffix(".tif"), masks if len(masks) > 1 else masks[0])
+        return write_png(path_stem.parent / f"{path_stem.name}.png", masks[0])
+    return write_tiff(path_stem.parent / f"{path_stem.name}.tif", masks if len(masks) > 1 else masks[0])
 
 
 def instance_dtype(labels: Sequence[np.ndarray]) -> type[np.integer]:
