@@ -45,3 +45,24 @@ def test_brightfield_stack_learns_dapi_nuclei_from_brightfield(tmp_path):
     summary = train(cfg)
     assert summary["status"] == "completed"
     assert 0.0 <= summary["final"]["val/dice"] <= 1.0
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "isbi2012").is_dir(), reason="needs ../shared/data/isbi2012")
+def test_isbi_test_volume_predicts_to_a_30_page_submission_stack(tmp_path):
+    import numpy as np
+    import tifffile
+    from hydra import compose, initialize_config_dir
+
+    from cellseg.config import config_dir
+    from cellseg.predict import predict
+    from tests.inference_helpers import write_checkpoint
+
+    ckpt = write_checkpoint(tmp_path / "em.ckpt")  # a one-channel EM model (untrained: the format is tested)
+    volume = SHARED_DATA / "isbi2012" / "test-volume.tif"
+    overrides = [f"ckpt={ckpt}", f"input={volume}", f"output={tmp_path / 'out'}", "progress=false"]
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        predict(compose("predict", overrides=overrides))
+    submission = tifffile.imread(tmp_path / "out" / "probabilities" / "test-volume.tif")
+    assert submission.shape == (30, 512, 512) and submission.dtype == np.float32
+    assert submission.min() >= 0.0 and submission.max() <= 1.0
+    assert tifffile.imread(tmp_path / "out" / "masks" / "test-volume.tif").shape == (30, 512, 512)
