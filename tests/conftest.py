@@ -44,12 +44,16 @@ def compose_config(overrides: Sequence[str] = (), run_dir: Path | None = None) -
 
 
 def run_cli(
-    args: Sequence[str], cwd: Path, timeout: float = 600, env: dict | None = None
+    args: Sequence[str],
+    cwd: Path,
+    timeout: float = 600,
+    env: dict | None = None,
+    command: str = "cellseg.train",
 ) -> subprocess.CompletedProcess:
-    """Run ``python -m cellseg.train`` as a user would, from ``cwd``."""
+    """Run ``python -m <command>`` (default ``cellseg.train``) as a user would, from ``cwd``."""
     environment = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "cellseg.train", *args],
+        [sys.executable, "-m", command, *args],
         cwd=cwd,
         capture_output=True,
         text=True,

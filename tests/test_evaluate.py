@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +13,7 @@ from omegaconf import open_dict
 from cellseg.config import config_dir, eval_dir
 from cellseg.errors import ConfigError
 from cellseg.evaluate import evaluate
+from tests.conftest import run_cli
 from tests.fixtures import write_isbi
 from tests.inference_helpers import write_checkpoint
 
@@ -82,24 +80,8 @@ def test_bad_split_and_unrecorded_data_are_clear_errors(tmp_path):
 def test_cli_with_data_from_the_command_line(tmp_path):
     root = write_isbi(tmp_path / "isbi", slices=6, size=32)
     ckpt = write_checkpoint(tmp_path / "run" / "checkpoints" / "best.ckpt")
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cellseg.evaluate",
-            f"ckpt={ckpt}",
-            "data=isbi",
-            f"data.root={root}",
-            "tile.size=32",
-            "progress=false",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    args = [f"ckpt={ckpt}", "data=isbi", f"data.root={root}", "tile.size=32", "progress=false"]
+    result = run_cli(args, tmp_path, timeout=300, command="cellseg.evaluate")
     assert result.returncode == 0, result.stderr[-2000:]
     (eval_json,) = (tmp_path / "run" / "eval" / "best").glob("val_*/eval.json")
     assert "val/v_rand" in json.loads(eval_json.read_text())["scores"]

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +18,7 @@ from cellseg.data.synthetic import SyntheticCellsParams, generate_cells
 from cellseg.errors import CellsegError, DataError, OutputDirError
 from cellseg.inference.checkpoint import CheckpointError
 from cellseg.predict import predict
+from tests.conftest import run_cli
 from tests.inference_helpers import write_checkpoint
 
 
@@ -32,16 +30,8 @@ def _config(ckpt: Path, inputs: str, output: Path, *extra: str):
         )
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return subprocess.run(
-        [sys.executable, "-m", "cellseg.predict", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+def _cli(*args: str, cwd: Path):
+    return run_cli(args, cwd, timeout=300, command="cellseg.predict")
 
 
 @pytest.fixture
