@@ -11,7 +11,7 @@ from cellseg.data.datamodule import SegmentationDataModule
 from cellseg.module import SegmentationModule
 from cellseg.utils.instantiate import build_callbacks, build_datamodule, build_loggers, build_module
 from tests.conftest import FAST, compose_config, run_cli
-from tests.fixtures import channels_data, data_overrides
+from tests.fixtures import channels_data, data_overrides, write_isbi
 
 GROUPS = ["model", "data", "channels", "target", "loss", "augmentation", "optimizer", "scheduler",
           "trainer", "callbacks", "logger", "experiment"]  # fmt: skip
@@ -84,6 +84,9 @@ def test_every_option_composes_and_instantiates(group, option, tmp_path):
 @pytest.mark.parametrize("option", group_options("experiment"))
 def test_every_experiment_composes(option, tmp_path):
     cfg = compose_config([f"experiment={option}"], run_dir=tmp_path)
+    if cfg.data._target_.endswith("IsbiDataModule"):  # an experiment on ISBI: point it at a fixture copy
+        root = write_isbi(tmp_path / "isbi")
+        cfg = compose_config([f"experiment={option}", f"data.root={root}"], run_dir=tmp_path)
     assert cfg.task_name == option
     build_module(cfg, build_datamodule(cfg))
 
@@ -153,3 +156,18 @@ def test_config_is_found_from_any_working_directory(tmp_path):
     result = run_cli(["--cfg", "job", *FAST], cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "arch: unet" in result.stdout and "specs:" in result.stdout
+
+
+def test_isbi_unet_experiment_is_the_u_net_paper_setup(tmp_path):
+    cfg = compose_config(["experiment=isbi_unet", f"data.root={write_isbi(tmp_path / 'isbi', size=64)}"])
+    assert cfg.data._target_ == "cellseg.data.isbi.IsbiDataModule" and cfg.monitor == "val/v_rand"
+    assert (cfg.model.arch, cfg.model.padding, cfg.model.batch_norm, cfg.model.init) == (
+        "unet_classic",
+        "valid",
+        False,
+        "he",
+    )
+    assert cfg.loss._target_.endswith("UNetWeightedCrossEntropyLoss") and cfg.loss.w0 == 10.0
+    assert cfg.augmentation._target_.endswith("elastic") and cfg.channels.specs == ["em"]
+    datamodule = build_datamodule(cfg)
+    assert datamodule.has_split("val") and "isbi" in datamodule.eval_metrics
