@@ -148,7 +148,7 @@ def test_training_logs_parameters_and_mult_adds_at_the_crop_size():
 
     cfg = compose_config(["model=deconvnet", "data.crop_size=48"])
     logged = {}
-    logger = SimpleNamespace(log_hyperparams=lambda params, metrics: logged.update(params))
+    logger = SimpleNamespace(log_hyperparams=lambda params: logged.update(params))  # a logger like CSVLogger
     module = SimpleNamespace(
         net=create_model("deconvnet", 3, 2),
         hparams={"in_channels": 3},
