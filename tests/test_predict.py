@@ -115,10 +115,12 @@ def test_one_channel_checkpoint_reads_png_jpg_and_writes_the_isbi_submission_sta
     Image.fromarray(rng.integers(0, 255, (40, 50), dtype=np.uint8)).save(tmp_path / "gray.png")
     gray = rng.integers(0, 255, (40, 50), dtype=np.uint8)
     Image.fromarray(np.stack([gray] * 3, axis=-1)).save(tmp_path / "rgb_gray.png")  # gray saved as RGB
+    Image.fromarray(rng.integers(0, 255, (33, 35), dtype=np.uint8)).save(tmp_path / "photo.jpg")
     tifffile.imwrite(tmp_path / "volume.tif", rng.integers(0, 255, (30, 48, 48), dtype=np.uint8))
     manifest = predict(_config(ckpt, str(tmp_path / "*.*"), tmp_path / "out", "mask.values=[0,1]"))
     assert {Path(e["input"]).name: e["images"] for e in manifest["files"]} == {
         "gray.png": 1,
+        "photo.jpg": 1,
         "rgb_gray.png": 1,
         "volume.tif": 30,
     }
