@@ -28,6 +28,8 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
 from tqdm import tqdm
 
 from cellseg import __version__
@@ -45,7 +47,6 @@ from cellseg.inference.predictor import Predictor
 from cellseg.inference.tiling import TileSettings
 from cellseg.stage_metrics import StageMetrics
 from cellseg.utils.io import write_atomic, write_json_atomic
-from cellseg.utils.runs import print_metrics_table
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +149,16 @@ def log_to_tensorboard(run_dir: Path, split: str, scores: Mapping[str, float], s
     return folder
 
 
+def print_scores(scores: Mapping[str, float], column: str, title: str) -> None:
+    """One row per metric, as the training summary prints them."""
+    table = Table(title=f"cellseg evaluation: {title}", title_justify="left")
+    table.add_column("metric")
+    table.add_column(column, justify="right")
+    for name in sorted(scores):
+        table.add_row(name, "-" if not np.isfinite(scores[name]) else f"{scores[name]:.4f}")
+    Console().print(table)
+
+
 def run_dir_of(ckpt: Path) -> Path:
     """The training run a checkpoint belongs to (its folder's parent for ``checkpoints/*.ckpt``)."""
     return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
@@ -158,8 +169,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     from cellseg.predict import ImageResult, OutputOptions, write_results
 
     started = time.perf_counter()
-    if cfg.split not in SPLITS:
-        raise ConfigError(f"split is '{cfg.split}'; expected one of {', '.join(SPLITS)}.")
+    check_split(cfg.split)
     tiles = TileSettings(**OmegaConf.to_container(cfg.tile, resolve=True))
     predictor = Predictor.from_checkpoint(cfg.ckpt, tiles=tiles, tta=cfg.tta, device=cfg.device, amp=cfg.amp)
     model = predictor.model
@@ -187,8 +197,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
     log.info("Evaluating %s on the %s split of %s", model.path, cfg.split, type(datamodule).__name__)
     scores, rows = score_split(predictor, datamodule, cfg.split, cfg.progress, on_image)
-    checkpoint_info = read_checkpoint(model.path)
-    step, epoch = int(checkpoint_info.get("global_step", 0)), checkpoint_info.get("epoch")
+    step, epoch = model.global_step, model.epoch
     prefixed = {f"{cfg.split}/{k}": v for k, v in scores.items()}
     result = {
         "checkpoint": str(model.path),
@@ -212,9 +221,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         result["tensorboard"] = str(log_to_tensorboard(run_dir, cfg.split, scores, step, summary))
     except OSError as error:  # a read-only run folder: the files above are what matters
         log.warning("TensorBoard entries not written to %s: %s", run_dir, error)
-    print_metrics_table(
-        {"run_dir": str(out_dir), "test" if cfg.split == "test" else "best": {**prefixed, "epoch": epoch}}
-    )
+    print_scores(scores, f"{cfg.split} (checkpoint epoch {epoch})", str(out_dir))
     log.info(
         "Wrote %s and per_image.csv (%d images) in %.1f s",
         out_dir / "eval.json",
@@ -224,10 +231,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return result
 
 
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ConfigError(f"split is '{split}'; expected one of {', '.join(SPLITS)}.")
+
+
 def check_before_start(job: DictConfig) -> None:
     """A cellseg checkpoint and a known split, before Hydra creates the evaluation folder."""
-    if job.split not in SPLITS:
-        raise ConfigError(f"split is '{job.split}'; expected one of {', '.join(SPLITS)}.")
+    check_split(job.split)
     read_checkpoint(job.ckpt)
 
 

@@ -36,6 +36,8 @@ class LoadedModel:
     in_channels: int
     path: Path
     hparams: dict[str, Any]
+    epoch: int | None = None
+    global_step: int = 0
 
     @property
     def channel_names(self) -> tuple[str, ...]:
@@ -102,4 +104,13 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
             f"{path}: its weights do not fit the model it describes ({str(error).splitlines()[0]})."
         ) from error
     net.eval().to(device)
-    return LoadedModel(net, dict(hparams["pipeline"]), class_names, in_channels, path.resolve(), hparams)
+    return LoadedModel(
+        net,
+        dict(hparams["pipeline"]),
+        class_names,
+        in_channels,
+        path.resolve(),
+        hparams,
+        checkpoint.get("epoch"),
+        int(checkpoint.get("global_step", 0)),
+    )

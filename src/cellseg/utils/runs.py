@@ -63,8 +63,6 @@ def print_metrics_table(summary: Mapping[str, Any], console: Console | None = No
             row.append("-" if value is None else f"{value:.4f}")
         table.add_row(*row)
     (console or Console()).print(table)
-    if "status" not in summary:
-        return  # a table of scores only (python -m cellseg.evaluate)
     print(
         f"epochs run: {summary.get('epochs_run')}, wall time: {summary.get('wall_time_s')} s, "
         f"status: {summary.get('status')}"
