@@ -66,3 +66,35 @@ def test_isbi_test_volume_predicts_to_a_30_page_submission_stack(tmp_path):
     assert submission.shape == (30, 512, 512) and submission.dtype == np.float32
     assert submission.min() >= 0.0 and submission.max() <= 1.0
     assert tifffile.imread(tmp_path / "out" / "masks" / "test-volume.tif").shape == (30, 512, 512)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED_DATA / "isbi2012").is_dir(), reason="needs ../shared/data/isbi2012")
+def test_isbi_unet_experiment_trains_evaluates_and_predicts_end_to_end(tmp_path):
+    """One short epoch of experiment=isbi_unet, then evaluate and predict through the real commands."""
+    import json
+
+    from tests.conftest import run_cli
+
+    run = tmp_path / "run"
+    train_args = [
+        "experiment=isbi_unet",
+        f"data.root={SHARED_DATA / 'isbi2012'}",
+        "model.init_features=8",
+        "trainer.max_epochs=1",
+        "+trainer.limit_train_batches=3",
+        "trainer.enable_progress_bar=false",
+        "test=false",
+        f"hydra.run.dir={run}",
+    ]
+    assert run_cli(train_args, tmp_path).returncode == 0
+    ckpt = run / "checkpoints" / "best.ckpt"
+    result = run_cli([f"ckpt={ckpt}", "progress=false"], tmp_path, command="cellseg.evaluate")
+    assert result.returncode == 0, result.stderr[-2000:]
+    (eval_json,) = (run / "eval" / "best").glob("val_*/eval.json")
+    scores = json.loads(eval_json.read_text())["scores"]
+    assert 0.0 < scores["val/v_rand"] <= 1.0 and json.loads(eval_json.read_text())["images"] == 5
+    volume = SHARED_DATA / "isbi2012" / "test-volume.tif"
+    args = [f"ckpt={ckpt}", f"input={volume}", f"output={tmp_path / 'submission'}", "progress=false"]
+    assert run_cli(args, tmp_path, command="cellseg.predict").returncode == 0
+    assert (tmp_path / "submission" / "probabilities" / "test-volume.tif").is_file()
