@@ -15,7 +15,7 @@ from PIL import Image
 from cellseg.config import config_dir
 from cellseg.data.io import read_planes
 from cellseg.data.synthetic import SyntheticCellsParams, generate_cells
-from cellseg.errors import CellsegError, DataError, OutputDirError
+from cellseg.errors import CellsegError, ConfigError, DataError, OutputDirError
 from cellseg.inference.checkpoint import CheckpointError
 from cellseg.predict import predict
 from tests.conftest import run_cli
@@ -229,3 +229,21 @@ def test_cli_refuses_before_hydra_writes_and_exits_2(tmp_path):
         cwd=tmp_path,
     )
     assert result.returncode == 2 and "Did you mean 'size'" in result.stderr
+
+
+def test_files_without_the_training_only_target_stain_predict_with_channel_names(tmp_path):
+    """A label-free model (trained with DAPI as target only) predicts brightfield-only files."""
+    bf = ["bf_m1", "bf_0", "bf_p1"]
+    ckpt = write_checkpoint(tmp_path / "zstack.ckpt", channel_names=["dapi", *bf], specs=bf)
+    stack = np.random.default_rng(0).integers(0, 4000, (3, 40, 40), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "bf_only.tif", stack, photometric="minisblack")
+    with pytest.raises(DataError, match=r"has 3 plane\(s\) but the checkpoint expects images of 4"):
+        predict(_config(ckpt, str(tmp_path / "bf_only.tif"), tmp_path / "a"))
+    manifest = predict(
+        _config(ckpt, str(tmp_path / "bf_only.tif"), tmp_path / "b", f"channel_names=[{','.join(bf)}]")
+    )
+    assert manifest["files"][0]["images"] == 1 and manifest["channel_names"] == bf
+    with pytest.raises(ConfigError, match="Unknown channel 'bf_p1'"):
+        predict(
+            _config(ckpt, str(tmp_path / "bf_only.tif"), tmp_path / "c", "channel_names=[bf_m1,bf_0,other]")
+        )

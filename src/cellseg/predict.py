@@ -166,7 +166,7 @@ def predict_files(
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Predict every image of every file and write its results; returns one manifest entry per file."""
-    counts = check_inputs(files, len(predictor.model.channel_names), pages)
+    counts = check_inputs(files, len(predictor.channel_names), pages)
     stems = unique_stems(files)
     entries = []
     passes = len(transforms(predictor.tta))
@@ -175,7 +175,7 @@ def predict_files(
     ) as bar:
         for path, stem in zip(files, stems, strict=True):
             started = time.perf_counter()
-            images = split_planes(read_planes(path), len(predictor.model.channel_names), pages, path)
+            images = split_planes(read_planes(path), len(predictor.channel_names), pages, path)
             results = []
             for image in images:
                 height, width = image.shape[-2:]
@@ -197,17 +197,18 @@ def predict_files(
 
 
 def _settings(cfg: DictConfig) -> dict[str, Any]:
-    return {
-        k: OmegaConf.to_container(cfg, resolve=True)[k]
-        for k in ("pages", "save", "mask", "probability", "tile", "tta", "device", "amp")
-    }
+    keys = ("channel_names", "pages", "save", "mask", "probability", "tile", "tta", "device", "amp")
+    return {k: OmegaConf.to_container(cfg, resolve=True)[k] for k in keys}
 
 
 def predict(cfg: DictConfig) -> dict[str, Any]:
     """Check everything (checkpoint, inputs, output folder), then predict; returns the manifest written."""
     started = time.perf_counter()
     tiles = TileSettings(**OmegaConf.to_container(cfg.tile, resolve=True))
-    predictor = Predictor.from_checkpoint(cfg.ckpt, tiles=tiles, tta=cfg.tta, device=cfg.device, amp=cfg.amp)
+    names = OmegaConf.to_container(cfg.channel_names) if cfg.channel_names else None
+    predictor = Predictor.from_checkpoint(
+        cfg.ckpt, tiles=tiles, tta=cfg.tta, device=cfg.device, amp=cfg.amp, channel_names=names
+    )
     options = OutputOptions.from_config(cfg, predictor.class_names)
     files = expand_inputs(
         OmegaConf.to_container(cfg.input) if OmegaConf.is_list(cfg.input) else str(cfg.input)
@@ -227,7 +228,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     manifest = {
         "checkpoint": str(predictor.model.path),
         "class_names": list(predictor.class_names),
-        "channel_names": list(predictor.model.channel_names),
+        "channel_names": list(predictor.channel_names),
         "mask_values": list(options.mask_values),
         "settings": _settings(cfg),
         "device": str(predictor.device),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,8 @@ class Predictor:
     """Per-class probabilities of new images, prepared and tiled exactly as configured.
 
     AMP (bf16 where the GPU supports it, else fp16) is used on CUDA only; probabilities are always
-    accumulated in float32.
+    accumulated in float32. ``channel_names`` names the planes of the images to predict when they
+    differ from the training images' (see :class:`~cellseg.inference.inputs.InputPipeline`).
     """
 
     def __init__(
@@ -40,6 +41,7 @@ class Predictor:
         tta: str = "none",
         device: str | torch.device = "auto",
         amp: bool = True,
+        channel_names: Sequence[str] | None = None,
     ) -> None:
         transforms(tta)  # validates the mode before any work
         self.model = model
@@ -48,13 +50,20 @@ class Predictor:
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.amp = bool(amp) and self.device.type == "cuda"
         self.model.net.to(self.device).eval()
-        self.inputs = InputPipeline(model.pipeline)
+        # The input files' planes; by default the checkpoint's. Specs bind to them by name, so files
+        # may lack planes the model never reads (a stain that was only the training target).
+        self.inputs = InputPipeline(model.pipeline, channel_names)
         self.multiple = input_multiple(model.net)
         self._predict_batch = with_tta(self._softmax, tta)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs: object) -> Predictor:
         return cls(load_model(path), **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        """Names of the planes each input image must have, in order."""
+        return self.inputs.channel_names
 
     @property
     def class_names(self) -> tuple[str, ...]:
