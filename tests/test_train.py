@@ -86,6 +86,18 @@ def test_checkpoint_is_self_contained(two_epoch_run):
     assert hparams["pipeline"]["normalization"]["method"] == "percentile"
 
 
+def test_checkpoint_stores_normalisation_statistics_fitted_on_the_training_split(tmp_path):
+    run_dir = tmp_path / "run"
+    train(compose_config([*FAST, "data.normalization.method=meanstd", "test=false"], run_dir=run_dir))
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    pipeline = checkpoint["hyper_parameters"]["pipeline"]
+    datamodule = build_datamodule(compose_config([*FAST, "data.normalization.method=meanstd"]))
+    datamodule.setup("fit")
+    assert pipeline["normalization"]["mean"] == pytest.approx(datamodule.normalization.mean)
+    assert pipeline["normalization"]["std"] == pytest.approx(datamodule.normalization.std)
+    assert pipeline["data"]["_target_"].endswith("SyntheticDataModule")  # evaluate finds the data again
+
+
 def test_csv_logger_writes_metrics(tmp_path):
     run_dir = tmp_path / "run"
     train(compose_config([*FAST, "logger=csv"], run_dir=run_dir))
