@@ -145,3 +145,23 @@ def test_ddp_two_processes_give_the_single_process_metrics(tmp_path):
         assert ranked.keys() == single.keys()
         for key, value in single.items():
             assert ranked[key] == pytest.approx(value, abs=1e-12, nan_ok=True), key
+
+
+def test_stage_metrics_merged_per_image_equal_the_pooled_update():
+    """python -m cellseg.evaluate pools the split by merging per-image metrics: the same as updating once."""
+    from cellseg.stage_metrics import StageMetrics
+
+    generator = torch.Generator().manual_seed(0)
+    probabilities = torch.rand(3, 2, 24, 24, generator=generator).softmax(dim=1)
+    masks = (torch.rand(3, 24, 24, generator=generator) > 0.5).long()
+    names, extra = ("background", "cell"), ("isbi", "instances")
+    pooled, merged = StageMetrics(names, -100, extra), StageMetrics(names, -100, extra)
+    pooled.update_from_probabilities(probabilities, {"mask": masks, "instances": masks})
+    for i in range(3):
+        single = StageMetrics(names, -100, extra)
+        single.update_from_probabilities(
+            probabilities[i : i + 1], {"mask": masks[i : i + 1], "instances": masks[i : i + 1]}
+        )
+        merged.merge(single)
+    assert merged.compute() == pytest.approx(pooled.compute(), nan_ok=True)
+    assert "loss" not in merged.compute()

@@ -164,6 +164,10 @@ def test_bad_inputs_fail_with_clear_messages(tmp_path):
         predict(_config(ckpt, str(tmp_path / "missing.tif"), tmp_path / "out"))
     with pytest.raises(DataError, match="matches no image files"):
         predict(_config(ckpt, str(tmp_path / "*.png"), tmp_path / "out"))
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a.png")
+    with pytest.raises(CellsegError, match=r"mask\.format is 'bmp'"):
+        predict(_config(ckpt, str(tmp_path / "a.png"), tmp_path / "fmt", "mask.format=bmp"))
+    assert not (tmp_path / "fmt" / "masks").exists()  # refused before the first prediction
     with pytest.raises(CellsegError, match=r"mask\.values needs one value per class"):
         Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a.png")
         predict(_config(ckpt, str(tmp_path / "a.png"), tmp_path / "out", "mask.values=[0,1,2]"))

@@ -19,15 +19,14 @@ from hydra.errors import OverrideParseException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from cellseg.errors import ConfigError, OutputDirError
+from cellseg.utils.runs import run_dir_of
 
 PRIMARY_CONFIG = "train"
 
 
 def eval_dir(ckpt: str) -> str:
     """Where evaluations of a checkpoint go: ``<run>/eval/<checkpoint name>`` (next to its run)."""
-    path = Path(str(ckpt)).expanduser()
-    run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-    return str(run / "eval" / path.stem)
+    return str(run_dir_of(str(ckpt)) / "eval" / Path(str(ckpt)).stem)
 
 
 # Used by conf/evaluate.yaml's run directory; registered on import, before Hydra composes anything.

@@ -47,6 +47,7 @@ from cellseg.inference.predictor import Predictor
 from cellseg.inference.tiling import TileSettings
 from cellseg.stage_metrics import StageMetrics
 from cellseg.utils.io import write_atomic, write_json_atomic
+from cellseg.utils.runs import run_dir_of
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def data_config(cfg: DictConfig, model: LoadedModel, overrides: Sequence[str]) -
     return dict(stored)
 
 
-def build_datamodule(data: Mapping[str, Any], model: LoadedModel) -> SegmentationDataModule:
+def datamodule_for(data: Mapping[str, Any], model: LoadedModel) -> SegmentationDataModule:
     """The data module of ``data`` fed with the checkpoint's channels, target and normalisation."""
     pipeline = model.pipeline
     make = instantiate(dict(data), _partial_=True, _convert_="partial")
@@ -105,9 +106,9 @@ def score_split(
         probabilities = predictor.probabilities(dataset.samples.images[index])
         batch = _batch(dataset.classes(index), dataset.instances[index])
         tensor = torch.from_numpy(probabilities)[None]
-        pooled.update_from_probabilities(tensor, batch)
         single = StageMetrics(class_names, ignore_index, extra)
         single.update_from_probabilities(tensor, batch)
+        pooled.merge(single)  # the image's counts join the split's: each metric is computed once
         height, width = probabilities.shape[-2:]
         rows.append(
             {
@@ -159,11 +160,6 @@ def print_scores(scores: Mapping[str, float], column: str, title: str) -> None:
     Console().print(table)
 
 
-def run_dir_of(ckpt: Path) -> Path:
-    """The training run a checkpoint belongs to (its folder's parent for ``checkpoints/*.ckpt``)."""
-    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
-
-
 def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score the checkpoint on ``split`` and write eval.json, per_image.csv and TensorBoard scalars."""
     from cellseg.predict import ImageResult, OutputOptions, write_results
@@ -175,7 +171,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     model = predictor.model
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     data = data_config(cfg, model, overrides)
-    datamodule = build_datamodule(data, model)
+    datamodule = datamodule_for(data, model)
     if not datamodule.has_split(cfg.split):
         raise DataError(f"{type(datamodule).__name__} has no '{cfg.split}' split to evaluate on.")
     predictor.inputs = InputPipeline(model.pipeline, datamodule.channel_names)

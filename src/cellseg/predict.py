@@ -26,7 +26,7 @@ from tqdm import tqdm
 from cellseg import __version__
 from cellseg.cli import exit_on_bad_input, run_command
 from cellseg.config import config_dir
-from cellseg.data.io import read_planes
+from cellseg.data.io import image_stem, read_planes
 from cellseg.errors import ConfigError, DataError
 from cellseg.inference.checkpoint import read_checkpoint
 from cellseg.inference.decode import (
@@ -39,8 +39,13 @@ from cellseg.inference.decode import (
 from cellseg.inference.inputs import check_inputs, expand_inputs, split_planes
 from cellseg.inference.predictor import Predictor
 from cellseg.inference.tiling import TileSettings
-from cellseg.inference.tta import transforms
-from cellseg.inference.writers import check_output_folder, instance_dtype, write_masks, write_tiff
+from cellseg.inference.writers import (
+    check_mask_format,
+    check_output_folder,
+    instance_dtype,
+    write_masks,
+    write_tiff,
+)
 from cellseg.utils.io import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -74,21 +79,13 @@ class OutputOptions:
         values = mask_values(
             OmegaConf.to_container(cfg.mask["values"]) if cfg.mask["values"] else None, class_names
         )
-        return cls(save, str(cfg.mask.format), tuple(values), str(cfg.probability))
-
-
-def result_stem(path: Path) -> str:
-    """The output name of an input file: its name without the image suffix (``.ome.tif`` included)."""
-    name = path.name
-    for suffix in (".ome.tiff", ".ome.tif"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
+        mask_format = check_mask_format(str(cfg.mask.format))
+        return cls(save, mask_format, tuple(values), str(cfg.probability))
 
 
 def unique_stems(files: Sequence[Path]) -> list[str]:
     """Output names of the inputs; two inputs that would write the same files are an error."""
-    stems = [result_stem(p) for p in files]
+    stems = [image_stem(p) for p in files]
     seen: dict[str, Path] = {}
     for stem, path in zip(stems, files, strict=True):
         if stem in seen:
@@ -169,7 +166,6 @@ def predict_files(
     counts = check_inputs(files, len(predictor.channel_names), pages)
     stems = unique_stems(files)
     entries = []
-    passes = len(transforms(predictor.tta))
     with tqdm(
         total=sum(c[0] for c in counts), desc="images", unit="image", disable=not progress, position=0
     ) as bar:
@@ -179,7 +175,7 @@ def predict_files(
             results = []
             for image in images:
                 height, width = image.shape[-2:]
-                with _tile_bar(progress, predictor.tiles_for(height, width), passes) as tiles:
+                with _tile_bar(progress, predictor.tiles_for(height, width), predictor.passes) as tiles:
                     results.append(ImageResult.of(predictor.probabilities(image, tiles.update), options))
                 bar.update(1)
             written = write_results(output, stem, results, predictor.class_names, options)
@@ -198,7 +194,8 @@ def predict_files(
 
 def _settings(cfg: DictConfig) -> dict[str, Any]:
     keys = ("channel_names", "pages", "save", "mask", "probability", "tile", "tta", "device", "amp")
-    return {k: OmegaConf.to_container(cfg, resolve=True)[k] for k in keys}
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    return {k: resolved[k] for k in keys}
 
 
 def predict(cfg: DictConfig) -> dict[str, Any]:

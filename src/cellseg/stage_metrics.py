@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, Metric
 
 from cellseg.errors import ConfigError
 from cellseg.metrics import InstanceMetrics, IsbiMetrics, SegmentationMetrics
@@ -64,6 +64,16 @@ class StageMetrics(nn.Module):
         if self.instances is not None and "instances" in batch:
             self.instances.update(preds, batch["instances"].clamp_min(0))
 
+    def merge(self, other: StageMetrics) -> None:
+        """Add another's accumulated state (every state is a sum): pooled scores from per-image ones."""
+        for mine, theirs in zip(self._metrics(), other._metrics(), strict=True):
+            mine.merge_state(theirs)
+            # merge_state leaves the update count alone; compute() warns on a count of 0.
+            mine._update_count += theirs.update_count
+
+    def _metrics(self) -> list[Metric]:
+        return [m for m in (self.scores, self.loss, self.isbi, self.instances) if m is not None]
+
     def compute(self) -> dict[str, float]:
         values = self.scores.compute()
         if self.loss.update_count:
@@ -74,6 +84,5 @@ class StageMetrics(nn.Module):
         return values
 
     def reset(self) -> None:
-        for metric in (self.scores, self.loss, self.isbi, self.instances):
-            if metric is not None:
-                metric.reset()
+        for metric in self._metrics():
+            metric.reset()

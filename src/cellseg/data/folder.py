@@ -18,7 +18,7 @@ import numpy as np
 
 from cellseg.data.datamodule import SegmentationDataModule
 from cellseg.data.dataset import SampleSet
-from cellseg.data.io import IMAGE_SUFFIXES, read_planes
+from cellseg.data.io import IMAGE_SUFFIXES, image_stem, images_in_folder, read_planes
 from cellseg.data.loading import check_same_size, load_samples
 from cellseg.data.masks import MaskDecoder
 from cellseg.data.seed_codes import HYPERLABELED_CHANNELS
@@ -36,20 +36,6 @@ class Pair:
     @property
     def name(self) -> str:
         return self.image.name
-
-
-def _images_in(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise DataError(f"{folder}: folder not found.")
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in (".ome.tiff", ".ome.tif"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
 
 
 def split_by_group(pairs: Sequence[Pair], val_fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:
@@ -195,7 +181,7 @@ class FolderDataModule(PairsDataModule):
         if self.masks_dir is None:
             return None
         folder = self.root / self.masks_dir
-        stem = _stem(image) + self.mask_suffix
+        stem = image_stem(image) + self.mask_suffix
         candidates = [folder / f"{stem}{suffix}" for suffix in IMAGE_SUFFIXES]
         return next((c for c in candidates if c.is_file()), folder / f"{stem}{image.suffix}")
 
@@ -227,7 +213,7 @@ class FolderDataModule(PairsDataModule):
     def find_pairs(self) -> dict[str, list[Pair]]:
         if self.lists:
             return self._from_lists()
-        images = _images_in(self.root / self.images_dir)
+        images = images_in_folder(self.root / self.images_dir)
         return {"all": [Pair(p, self._mask_for(p), self._group(p)) for p in images]}
 
 
@@ -281,6 +267,6 @@ class HyperlabeledDataModule(PairsDataModule):
         pairs = []
         for image in sorted(images_root.rglob("*.ome.tif")):
             relative = image.relative_to(images_root)
-            mask = self.root / "Mask_Norm" / relative.parent / f"{_stem(image)}.png"
+            mask = self.root / "Mask_Norm" / relative.parent / f"{image_stem(image)}.png"
             pairs.append(Pair(image, mask, str(relative)))
         return {"all": pairs}

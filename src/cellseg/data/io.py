@@ -34,6 +34,22 @@ def _planes_first(array: np.ndarray, axes: str) -> np.ndarray:
     return array.reshape(-1, *array.shape[-2:])
 
 
+def image_stem(path: Path) -> str:
+    """A file's name without its image suffix, ``.ome.tif`` / ``.ome.tiff`` included."""
+    name = path.name
+    for suffix in (".ome.tiff", ".ome.tif"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def images_in_folder(folder: Path) -> list[Path]:
+    """The image files of a folder (not its subfolders), sorted by name."""
+    if not folder.is_dir():
+        raise DataError(f"{folder}: folder not found.")
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 def _check_image_path(path: Path) -> None:
     if not path.is_file():
         raise DataError(f"{path}: file not found.")

@@ -10,7 +10,7 @@ import numpy as np
 
 from cellseg.data.datamodule import SegmentationDataModule
 from cellseg.data.dataset import SampleSet
-from cellseg.data.io import IMAGE_SUFFIXES, read_planes
+from cellseg.data.io import IMAGE_SUFFIXES, images_in_folder, read_planes
 from cellseg.data.loading import check_same_size, fetch_all, load_samples
 from cellseg.data.masks import MaskDecoder
 from cellseg.errors import ConfigError, DataError
@@ -67,7 +67,7 @@ def slice_split(
 def read_stack(path: Path) -> tuple[np.ndarray, list[str]]:
     """Slices (N, H, W) of a multi-page TIFF, or of a folder of per-slice images sorted by name."""
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = images_in_folder(path)
         if not files:
             raise DataError(f"{path}: folder has no slice images ({', '.join(IMAGE_SUFFIXES)}).")
         slices = [read_planes(f) for f in files]

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from cellseg.data.channels import ChannelStrategy
-from cellseg.data.io import IMAGE_SUFFIXES, probe_planes
+from cellseg.data.io import IMAGE_SUFFIXES, images_in_folder, probe_planes
 from cellseg.data.normalize import Normalization
 from cellseg.errors import ConfigError, DataError
 
@@ -34,7 +34,7 @@ def expand_inputs(spec: str | Sequence[str]) -> list[Path]:
         return [path for item in spec for path in expand_inputs(str(item))]
     path = Path(spec).expanduser()
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        files = images_in_folder(path)
         if not files:
             raise DataError(f"input folder '{path}' holds no images ({', '.join(IMAGE_SUFFIXES)}).")
         return files
@@ -54,10 +54,11 @@ def images_in_file(num_planes: int, channels: int, pages: str, path: Path) -> in
     if pages not in PAGE_MODES:
         raise ConfigError(f"pages is '{pages}'; expected one of {', '.join(PAGE_MODES)}.")
     is_tiff = path.suffix.lower() in _TIFF
-    if pages == "channels" or (pages == "auto" and (num_planes == channels or not is_tiff)):
-        if num_planes == channels or (not is_tiff and channels == 1 and num_planes == 3):
-            return 1
-    elif num_planes % channels == 0:
+    one_image = pages == "channels" or (pages == "auto" and (num_planes == channels or not is_tiff))
+    gray_as_rgb = not is_tiff and channels == 1 and num_planes == 3
+    if one_image and (num_planes == channels or gray_as_rgb):
+        return 1
+    if not one_image and num_planes % channels == 0:
         return num_planes // channels
     raise DataError(
         f"{path}: has {num_planes} plane(s) but the checkpoint expects images of {channels} channel(s)"

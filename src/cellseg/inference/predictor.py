@@ -43,7 +43,7 @@ class Predictor:
         amp: bool = True,
         channel_names: Sequence[str] | None = None,
     ) -> None:
-        transforms(tta)  # validates the mode before any work
+        self.passes = len(transforms(tta))  # network passes per tile; an unknown mode fails here
         self.model = model
         self.tiles = tiles or TileSettings()
         self.tta = tta

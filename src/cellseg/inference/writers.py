@@ -38,10 +38,14 @@ def write_png(path: Path, image: np.ndarray) -> Path:
     return path
 
 
-def write_masks(path_stem: Path, masks: Sequence[np.ndarray], mask_format: str) -> Path:
-    """Masks of one input file: a PNG or TIFF for one image; always a multi-page TIFF for a stack."""
+def check_mask_format(mask_format: str) -> str:
     if mask_format not in MASK_FORMATS:
         raise ConfigError(f"mask.format is '{mask_format}'; expected one of {', '.join(MASK_FORMATS)}.")
+    return mask_format
+
+
+def write_masks(path_stem: Path, masks: Sequence[np.ndarray], mask_format: str) -> Path:
+    """Masks of one input file: a PNG or TIFF for one image; always a multi-page TIFF for a stack."""
     if mask_format == "png" and len(masks) == 1:
         return write_png(path_stem.parent / f"{path_stem.name}.png", masks[0])
     return write_tiff(path_stem.parent / f"{path_stem.name}.tif", masks if len(masks) > 1 else masks[0])

@@ -28,6 +28,12 @@ def prepare_run_dir(run_dir: str | Path) -> Path:
     return run_dir
 
 
+def run_dir_of(ckpt: str | Path) -> Path:
+    """The training run a checkpoint belongs to (the parent of its ``checkpoints/`` folder)."""
+    path = Path(ckpt).expanduser()
+    return path.parent.parent if path.parent.name == "checkpoints" else path.parent
+
+
 def check_checkpoint(ckpt_path: str | None) -> str | None:
     """A resume checkpoint must exist and be a file, before any data is generated."""
     if ckpt_path is None:
