@@ -9,7 +9,7 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from cellseg.data.seed_codes import HYPERLABELED_CHANNELS
+from cellseg.data.pipeline.seed_codes import HYPERLABELED_CHANNELS
 
 RNG = np.random.default_rng(0)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cellseg.data.augment import CornerJitterAffine, elastic, fastai
+from cellseg.data.pipeline.augment import CornerJitterAffine, elastic, fastai
 from cellseg.errors import ConfigError
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cellseg.data.channels import ChannelStrategy
-from cellseg.data.seed_codes import HYPERLABELED_CHANNELS, specs_from_codes
+from cellseg.data.pipeline.channels import ChannelStrategy
+from cellseg.data.pipeline.seed_codes import HYPERLABELED_CHANNELS, specs_from_codes
 from cellseg.errors import ConfigError
 
 NAMES = ("a", "b", "c", "d")
@@ -24,7 +24,7 @@ def constant_image() -> np.ndarray:
 def draw(strategy: ChannelStrategy, n: int, training: bool = True, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     image = constant_image()
-    return np.stack([strategy.apply(image, NAMES, identity, rng, training)[:, 0, 0] for _ in range(n)])
+    return np.stack([strategy.bind(NAMES).apply(image, identity, rng, training)[:, 0, 0] for _ in range(n)])
 
 
 def test_random_redraws_per_sample_uniformly_and_is_fixed_in_validation():
@@ -65,7 +65,7 @@ def test_leak_to_validation_reproduces_seed_001():
 def test_in_channels_is_the_number_of_specs():
     strategy = ChannelStrategy(["a", {"merge": ["b", "c"]}, "blank", {"random": ["a", "d"]}])
     assert strategy.num_channels == 4
-    assert strategy.apply(constant_image(), NAMES, identity).shape == (4, 4, 5)
+    assert strategy.bind(NAMES).apply(constant_image(), identity).shape == (4, 4, 5)
 
 
 @pytest.mark.parametrize(
@@ -110,7 +110,9 @@ def test_undefined_seed_codes_are_rejected(code):
 def test_seed_codes_drive_a_strategy_on_16_page_stacks():
     strategy = ChannelStrategy(codes=[111, 12, 102], merge_dropout=0.3)
     image = np.stack([np.full((3, 3), k, dtype=np.uint16) for k in range(16)])
-    out = strategy.apply(image, HYPERLABELED_CHANNELS, identity, np.random.default_rng(1), training=False)
+    out = strategy.bind(HYPERLABELED_CHANNELS).apply(
+        image, identity, np.random.default_rng(1), training=False
+    )
     assert out[:, 0, 0].tolist() == [
         pytest.approx(3.0),
         12.0,

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cellseg.data import BinaryTarget, ChannelStrategy, Normalization, SampleSet, SegmentationDataset
-from cellseg.data.dataset import random_crop
+from cellseg.data.pipeline.dataset import random_crop
 
 NAMES = ("nucleus", "cytoplasm", "membrane")
 
@@ -20,7 +20,7 @@ def _image() -> np.ndarray:
 def test_specs_select_by_name_and_index_in_order():
     image = _image()
     strategy = ChannelStrategy(["membrane", 0, "-2"])
-    out = strategy.apply(image, NAMES, Normalization(method="minmax"))
+    out = strategy.bind(NAMES).apply(image, Normalization(method="minmax"))
     assert out.shape == (3, 32, 40) and out.dtype == np.float32
     for plane, source in zip(out, (image[2], image[0], image[1]), strict=True):
         expected = (source - source.min()) / (source.max() - source.min())
@@ -76,13 +76,13 @@ def test_dataset_yields_tensors_and_applies_augmentation_to_image_and_mask_alike
     samples = SampleSet([image], [instances])
     flip = A.Compose([A.HorizontalFlip(p=1.0)])
     dataset = SegmentationDataset(
-        samples, NAMES, ChannelStrategy(["cytoplasm"]), BinaryTarget(), Normalization(), flip
+        samples, ChannelStrategy(["cytoplasm"]).bind(NAMES), BinaryTarget(), Normalization(), flip
     )
     item = dataset[0]
     assert item["image"].shape == (1, 32, 40) and item["image"].dtype == torch.float32
     assert item["mask"].dtype == torch.int64
     assert item["mask"][:, -10:].eq(1).all() and item["mask"][:, :-10].eq(0).all()
     plain = SegmentationDataset(
-        samples, NAMES, ChannelStrategy(["cytoplasm"]), BinaryTarget(), Normalization()
+        samples, ChannelStrategy(["cytoplasm"]).bind(NAMES), BinaryTarget(), Normalization()
     )[0]
     torch.testing.assert_close(item["image"], plain["image"].flip(-1))

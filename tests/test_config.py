@@ -6,10 +6,10 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from cellseg.build import build_callbacks, build_datamodule, build_loggers, build_training
 from cellseg.config import ConfigError, check_command_line, config_dir, group_options
-from cellseg.data.datamodule import SegmentationDataModule
+from cellseg.data.sources.base import SegmentationDataModule
 from cellseg.module import SegmentationModule
-from cellseg.utils.instantiate import build_callbacks, build_datamodule, build_loggers, build_module
 from tests.conftest import FAST, compose_config, run_cli
 from tests.fixtures import channels_data, data_overrides, write_isbi
 
@@ -61,13 +61,12 @@ def _option_overrides(group: str, option: str, tmp_path) -> list[str]:
 )
 def test_every_option_composes_and_instantiates(group, option, tmp_path):
     cfg = compose_config(_option_overrides(group, option, tmp_path), run_dir=tmp_path / "run")
-    datamodule = build_datamodule(cfg)
+    datamodule, module = build_training(cfg)
     assert isinstance(datamodule, SegmentationDataModule)
     datamodule.setup("fit")
     batch = next(iter(datamodule.train_dataloader()))
     assert batch["image"].shape[1] == datamodule.in_channels and batch["mask"].dtype == torch.int64
     assert datamodule.in_channels == len(cfg.channels.get("specs") or cfg.channels.codes)
-    module = build_module(cfg, datamodule)
     assert isinstance(module, SegmentationModule)
     with torch.no_grad():
         logits = module.eval()(torch.zeros(1, datamodule.in_channels, 64, 64))
@@ -88,13 +87,12 @@ def test_every_experiment_composes(option, tmp_path):
         root = write_isbi(tmp_path / "isbi")
         cfg = compose_config([f"experiment={option}", f"data.root={root}"], run_dir=tmp_path)
     assert cfg.task_name == option
-    build_module(cfg, build_datamodule(cfg))
+    build_training(cfg)
 
 
 def test_model_size_follows_channels_and_target(tmp_path):
     cfg = compose_config(["channels=brightfield_nucleus"], run_dir=tmp_path)
-    datamodule = build_datamodule(cfg)
-    module = build_module(cfg, datamodule)
+    _, module = build_training(cfg)
     first_conv = next(m for m in module.net.modules() if hasattr(m, "in_channels"))
     assert first_conv.in_channels == 2
     assert module.hparams.in_channels == 2
@@ -160,7 +158,7 @@ def test_config_is_found_from_any_working_directory(tmp_path):
 
 def test_isbi_unet_experiment_is_the_u_net_paper_setup(tmp_path):
     cfg = compose_config(["experiment=isbi_unet", f"data.root={write_isbi(tmp_path / 'isbi', size=64)}"])
-    assert cfg.data._target_ == "cellseg.data.isbi.IsbiDataModule" and cfg.monitor == "val/v_rand"
+    assert cfg.data._target_ == "cellseg.data.sources.isbi.IsbiDataModule" and cfg.monitor == "val/v_rand"
     assert (cfg.model.arch, cfg.model.padding, cfg.model.batch_norm, cfg.model.init) == (
         "unet_classic",
         "valid",

@@ -9,9 +9,11 @@ import pytest
 import tifffile
 
 from cellseg.data import BinaryTarget, ChannelStrategy, FromChannelTarget
-from cellseg.data.folder import FolderDataModule, HyperlabeledDataModule, LggDataModule
-from cellseg.data.isbi import IsbiDataModule, slice_split
-from cellseg.data.loading import fetch
+from cellseg.data.downloads import fetch
+from cellseg.data.sources.folder import FolderDataModule
+from cellseg.data.sources.hyperlabeled import HyperlabeledDataModule
+from cellseg.data.sources.isbi import IsbiDataModule, slice_split
+from cellseg.data.sources.lgg import LggDataModule
 from cellseg.errors import ConfigError, DataError
 from tests.fixtures import RNG, cells_mask, write_isbi, write_png
 
@@ -59,7 +61,7 @@ def test_download_verifies_pixel_checksum_and_fails_clearly_offline(tmp_path):
     source = tmp_path / "mirror" / "v.tif"
     source.parent.mkdir()
     tifffile.imwrite(source, np.arange(64, dtype=np.uint8).reshape(1, 8, 8))
-    from cellseg.data.loading import pixel_sha256
+    from cellseg.data.downloads import pixel_sha256
 
     good = pixel_sha256(source)
     cached = fetch(source.as_uri(), tmp_path / "cache" / "v.tif", good)
@@ -255,7 +257,7 @@ def test_empty_folder_and_single_group_fail_clearly(tmp_path):
 
 
 def test_an_epoch_never_rereads_a_file(tmp_path, monkeypatch):
-    import cellseg.data.isbi as isbi_module
+    import cellseg.data.sources.isbi as isbi_module
 
     calls = []
     real = isbi_module.read_planes

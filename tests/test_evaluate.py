@@ -52,7 +52,7 @@ def test_tensorboard_entries_land_next_to_the_run(trained_run, tmp_path):
 def test_isbi_data_gets_isbi_metrics_and_a_row_per_slice(tmp_path):
     root = write_isbi(tmp_path / "isbi", slices=10, size=32)
     data = {
-        "_target_": "cellseg.data.isbi.IsbiDataModule",
+        "_target_": "cellseg.data.sources.isbi.IsbiDataModule",
         "root": str(root),
         "mask": {"foreground": [255], "background": [0], "connectivity": 1},
         "eval_metrics": ["isbi", "instances"],

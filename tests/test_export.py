@@ -17,7 +17,8 @@ from omegaconf import DictConfig
 
 from cellseg.config import config_dir
 from cellseg.errors import ConfigError
-from cellseg.export import ExportError, check_settings, export, read_torchscript_metadata
+from cellseg.export import export
+from cellseg.exporters import ExportError, check_settings, read_torchscript_metadata
 from cellseg.inference.checkpoint import LoadedModel, load_model
 from cellseg.train import train
 from tests.conftest import FAST, compose_config

@@ -40,7 +40,7 @@ def test_tiled_prediction_on_gpu_with_amp_matches_cpu(trained_run):
     """AMP (bf16 or fp16) tiles on the GPU give the CPU's fp32 classes almost everywhere."""
     import numpy as np
 
-    from cellseg.data.synthetic import SyntheticCellsParams, generate_cells
+    from cellseg.data.sources.synthetic_cells import SyntheticCellsParams, generate_cells
     from cellseg.inference import Predictor, TileSettings
 
     image = generate_cells(1, 7, "test", SyntheticCellsParams(size=300))[0][0]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cellseg.data.synthetic import SyntheticCellsParams, generate_cells
+from cellseg.data.sources.synthetic_cells import SyntheticCellsParams, generate_cells
 from cellseg.errors import ConfigError
 from cellseg.inference import Predictor, TileSettings, load_model, predict_tiled
 from cellseg.inference.tiling import TileGrid, blend_window, cut_tile, tile_starts

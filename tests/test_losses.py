@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from cellseg.config import check_command_line, config_dir, group_options
+from cellseg.data.pipeline.weight_maps import UNetWeightMap
 from cellseg.errors import ConfigError
 from cellseg.losses import (
     LOSS_TERMS,
@@ -159,7 +160,8 @@ def test_unet_weighted_ce_multiplies_ce_by_the_weight_map_and_needs_one():
     assert loss.item() == pytest.approx((per_pixel * weight_map).mean().item(), abs=1e-6)
     with pytest.raises(ConfigError, match="loss=unet_weighted_ce needs weight maps"):
         UNetWeightedCrossEntropyLoss(2)(logits, batch(TARGET))
-    assert UNetWeightedCrossEntropyLoss(2, cell_weight=4).weight_map.class_weights == (1.0, 4.0)
+    settings = UNetWeightedCrossEntropyLoss(2, cell_weight=4).weight_map_settings
+    assert UNetWeightMap(**settings).class_weights == (1.0, 4.0)
 
 
 def _all_terms(num_classes: int) -> list[torch.nn.Module]:

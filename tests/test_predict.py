@@ -14,7 +14,7 @@ from PIL import Image
 
 from cellseg.config import config_dir
 from cellseg.data.io import read_planes
-from cellseg.data.synthetic import SyntheticCellsParams, generate_cells
+from cellseg.data.sources.synthetic_cells import SyntheticCellsParams, generate_cells
 from cellseg.errors import CellsegError, ConfigError, DataError, OutputDirError
 from cellseg.inference.checkpoint import CheckpointError
 from cellseg.predict import predict

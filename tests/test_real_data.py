@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from cellseg.build import build_datamodule
 from cellseg.train import train
-from cellseg.utils.instantiate import build_datamodule
 from tests.conftest import SHARED_DATA, compose_config
 
 FAST_REAL = [

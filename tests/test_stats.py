@@ -16,7 +16,7 @@ from torch import nn
 from cellseg.config import check_command_line
 from cellseg.errors import ConfigError
 from cellseg.models import create_model
-from cellseg.stats import model_stats
+from cellseg.models.stats import model_stats
 from tests.conftest import REPO_ROOT, compose_config
 
 SEED_000 = REPO_ROOT.parent / "shared" / "seeds" / "000_79869e7c779fc3b9.txt"
@@ -144,7 +144,7 @@ def test_stats_command_line_is_checked_against_the_stats_config():
 
 
 def test_training_logs_parameters_and_mult_adds_at_the_crop_size():
-    from cellseg.train import log_hyperparameters
+    from cellseg.hparams import log_hyperparameters
 
     cfg = compose_config(["model=deconvnet", "data.crop_size=48"])
     logged = {}

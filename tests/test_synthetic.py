@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from cellseg.data.synthetic import (
+from cellseg.data.sources.synthetic_cells import (
     CHANNEL_NAMES,
     SPLIT_KEYS,
     SyntheticCellsParams,

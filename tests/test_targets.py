@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cellseg.data.masks import MaskDecoder
-from cellseg.data.targets import BinaryTarget, BoundaryTarget, FromChannelTarget
+from cellseg.data.pipeline.masks import MaskDecoder
+from cellseg.data.pipeline.targets import BinaryTarget, BoundaryTarget, FromChannelTarget
 from cellseg.errors import ConfigError, DataError
 
 # Two touching cells (1, 2) and one isolated cell (3); -1 marks an unannotated pixel.

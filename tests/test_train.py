@@ -10,9 +10,9 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
+from cellseg.build import build_datamodule
 from cellseg.module import SegmentationModule
 from cellseg.train import train
-from cellseg.utils.instantiate import build_datamodule
 from tests.conftest import FAST, compose_config, run_cli
 
 

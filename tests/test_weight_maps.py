@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
+from cellseg.data.pipeline.weight_maps import UNetWeightMap, unet_weight_map, weight_map_to_image
 from cellseg.errors import ConfigError
-from cellseg.losses import CompositeLoss, CrossEntropyLoss, UNetWeightMap, unet_weight_map, weight_map_for
-from cellseg.losses.weight_maps import weight_map_from_loss_config, weight_map_to_image
+from cellseg.losses import CompositeLoss, CrossEntropyLoss, build_loss, weight_map_settings
 
 
 def two_cells(gap: int) -> np.ndarray:
@@ -93,9 +93,10 @@ def test_weight_map_settings_are_validated_and_found_from_the_loss():
     with pytest.raises(ConfigError, match="two numbers"):
         UNetWeightMap(class_weights=[1, 2, 3])
     composite = CompositeLoss(2, {"unet_weighted_ce": {"w0": 5, "sigma": 3}, "dice": {}})
-    assert weight_map_for(composite) == UNetWeightMap(w0=5, sigma=3)
-    assert weight_map_for(CrossEntropyLoss(2)) is None
+    assert UNetWeightMap(**weight_map_settings(composite)) == UNetWeightMap(w0=5, sigma=3)
+    assert weight_map_settings(CrossEntropyLoss(2)) is None
     config = {"_target_": "cellseg.losses.UNetWeightedCrossEntropyLoss", "w0": 10.0, "sigma": 5.0}
-    assert weight_map_from_loss_config(config, num_classes=2).cache_key.startswith("unet_w0=10_sigma=5")
+    settings = weight_map_settings(build_loss(config, num_classes=2))
+    assert UNetWeightMap(**settings).cache_key.startswith("unet_w0=10_sigma=5")
     image = weight_map_to_image(np.array([[1.0, 4.0]], np.float32))
     np.testing.assert_allclose(image, [[0.25, 1.0]])

@@ -8,7 +8,6 @@ the valid choices or keys, before any data is generated or any directory is writ
 from __future__ import annotations
 
 import difflib
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,8 @@ from hydra.core.override_parser.types import Override, ValueType
 from hydra.errors import OverrideParseException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from cellseg.errors import ConfigError, OutputDirError
-from cellseg.utils.runs import run_dir_of
+from cellseg.errors import ConfigError
+from cellseg.runs import check_writable, run_dir_of
 
 PRIMARY_CONFIG = "train"
 
@@ -114,18 +113,6 @@ def _single_run(override: Override) -> str | None:
     return f"{override.get_key_element()}={values[0]}" if values else None
 
 
-def check_output_location(folder: str | Path) -> None:
-    """Fail before any work when runs could not be written under ``folder`` (not created here)."""
-    path = Path(folder).expanduser().absolute()
-    existing = next(p for p in (path, *path.parents) if p.exists())
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        what = "is not a directory" if not existing.is_dir() else "is not writable"
-        raise OutputDirError(
-            f"Cannot write runs to '{path}': '{existing}' {what}. Choose a writable location with "
-            "paths.output_root=<dir> (or the CELLSEG_OUTPUT_ROOT environment variable)."
-        )
-
-
 def _missing_paths(node: Any, prefix: str = "") -> list[str]:
     """Dotted paths of the ``???`` (mandatory, not given) values in a plain config container."""
     if isinstance(node, dict):
@@ -202,8 +189,8 @@ def check_command_line(
         job = _compose(root, [line for line in map(_single_run, overrides) if line is not None], config_name)
         if job is not None:
             check_required_values(job)
-            check_output_location(
-                OmegaConf.select(job, "hydra.sweep.dir" if parsed.multirun else "hydra.run.dir")
+            check_writable(
+                OmegaConf.select(job, "hydra.sweep.dir" if parsed.multirun else "hydra.run.dir"), "runs to"
             )
             for check in job_checks:
                 check(job)

@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 
+from cellseg.losses import build_loss
 from cellseg.models import create_model
 from cellseg.stage_metrics import StageMetrics
 
@@ -38,13 +39,17 @@ class SegmentationModule(pl.LightningModule):
         ignore_index: int = -100,
         pipeline: Mapping[str, Any] | None = None,
         eval_metrics: Sequence[str] = (),
+        criterion: torch.nn.Module | None = None,
     ) -> None:
+        """``criterion`` is the loss already built from ``loss`` (training builds it once, see
+        :mod:`cellseg.build`); without it (``load_from_checkpoint``) it is built from ``loss`` here."""
         super().__init__()
-        self.save_hyperparameters(logger=False)  # train.py logs a curated, flat set instead
+        # train.py logs a curated, flat set of hyperparameters instead of these.
+        self.save_hyperparameters(logger=False, ignore=["criterion"])
         self.class_names = tuple(class_names)
         num_classes = len(self.class_names)
         self.net = create_model(in_channels=in_channels, classes=num_classes, **dict(model))
-        self.criterion = instantiate(dict(loss), num_classes=num_classes, ignore_index=ignore_index)
+        self.criterion = criterion if criterion is not None else build_loss(loss, num_classes, ignore_index)
         # "train" is an nn.Module method name, so the stages are keyed fit/val/test.
         self.stage_metrics = torch.nn.ModuleDict(
             {

@@ -1,92 +1,31 @@
 """``python -m cellseg.train``: compose the config, wire the parts, train, test, report.
 
-This module only wires: every part is built by ``cellseg.utils.instantiate`` from its config group,
+This module only wires: every part is built by :mod:`cellseg.build` from its config group,
 and the run directory contract (``metrics.json``, checkpoints, TensorBoard) is kept by callbacks.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.loggers import TensorBoardLogger
+from omegaconf import DictConfig
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from cellseg import __version__
-from cellseg.callbacks.run_summary import RunSummary
+from cellseg.build import build_callbacks, build_loggers, build_training
+from cellseg.callbacks.run_summary import RunSummary, print_run_summary
 from cellseg.cli import exit_on_bad_input, run_command
 from cellseg.config import config_dir
+from cellseg.hparams import hydra_runtime, log_hyperparameters
+from cellseg.runs import check_checkpoint, prepare_run_dir
 from cellseg.utils.ddp import ddp_job_scope
-from cellseg.utils.instantiate import build_callbacks, build_datamodule, build_loggers, build_module
-from cellseg.utils.runs import check_checkpoint, prepare_run_dir, print_metrics_table
 
 log = logging.getLogger(__name__)
-
-
-def _hydra_runtime() -> dict[str, Any]:
-    """Group choices and command-line overrides of this job (empty when Hydra is not running it)."""
-    if not HydraConfig.initialized():
-        return {"choices": {}, "overrides": []}
-    hydra_cfg = HydraConfig.get()
-    choices = {k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra")}
-    return {"choices": choices, "overrides": list(hydra_cfg.overrides.task)}
-
-
-def _flat(prefix: str, node: Any) -> dict[str, Any]:
-    """Flat ``a/b`` keys with scalar values, as TensorBoard's hparams table wants them."""
-    if isinstance(node, dict):
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            if key != "_partial_":
-                out.update(_flat(f"{prefix}/{key}" if prefix else str(key), value))
-        return out
-    return {prefix: node if isinstance(node, (int, float, str, bool)) else str(node)}
-
-
-def log_hyperparameters(
-    trainer: pl.Trainer, cfg: DictConfig, module: pl.LightningModule, runtime: dict
-) -> None:
-    """Config choices, sweepable settings and model size to every logger (TensorBoard's hparams tab).
-
-    ``model/mult_adds`` is the cost of one image at the training size (crop, else image size), from one
-    hooked forward pass (the hooks are removed after it).
-    """
-    from cellseg.stats import model_stats
-
-    size = cfg.data.get("crop_size") or cfg.data.get("size")
-    in_channels = module.hparams.get("in_channels")
-    cost = {}
-    if size and in_channels and hasattr(module, "net"):
-        cost = {
-            "model/mult_adds": model_stats(module.net, [int(in_channels), int(size), int(size)]).mult_adds,
-            "model/input_size": int(size),
-        }
-    sections = {
-        k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("model", "loss", "optimizer", "scheduler")
-    }
-    params = {
-        **_flat("choice", runtime["choices"]),
-        **_flat("", sections),
-        "seed": cfg.seed,
-        "data/batch_size": cfg.data.batch_size,
-        "trainer/max_epochs": cfg.trainer.max_epochs,
-        "trainer/precision": str(cfg.trainer.precision),
-        "model/params_total": sum(p.numel() for p in module.parameters()),
-        "model/params_trainable": sum(p.numel() for p in module.parameters() if p.requires_grad),
-        **cost,
-    }
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):  # the hparams tab needs its metric declared up front
-            logger.log_hyperparams(params, metrics={f"hp/best_{cfg.monitor}": math.nan})
-        else:
-            logger.log_hyperparams(params)
 
 
 def _best_checkpoint(trainer: pl.Trainer, monitor: str) -> str | None:
@@ -103,9 +42,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         prepare_run_dir(run_dir)
     pl.seed_everything(cfg.seed, workers=True)
 
-    datamodule = build_datamodule(cfg)
-    module = build_module(cfg, datamodule)
-    runtime = _hydra_runtime()
+    datamodule, module = build_training(cfg)
+    runtime = hydra_runtime()
     summary = RunSummary(
         run_dir,
         monitor=cfg.monitor,
@@ -146,7 +84,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             logger.log_metrics({f"hp/best_{cfg.monitor}": best[cfg.monitor]}, step=trainer.global_step)
     summary.write(trainer)
     if trainer.is_global_zero:
-        print_metrics_table(summary.summary())
+        print_run_summary(summary.summary())
     return summary.summary()
 
 

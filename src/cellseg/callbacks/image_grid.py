@@ -10,8 +10,8 @@ import torch
 from pytorch_lightning.loggers import TensorBoardLogger
 from torchvision.utils import make_grid
 
+from cellseg.data.pipeline.weight_maps import weight_map_to_image
 from cellseg.errors import ConfigError
-from cellseg.losses.weight_maps import weight_map_to_image
 
 # Class colours for up to 8 classes: background black, then distinct hues.
 _PALETTE = torch.tensor(

@@ -15,9 +15,11 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from rich.console import Console
 
 from cellseg.errors import ConfigError
 from cellseg.utils.io import write_json_atomic
+from cellseg.utils.tables import print_score_table
 
 
 def _scalar_metrics(metrics: Mapping[str, Any], prefix: str) -> dict[str, float]:
@@ -149,3 +151,25 @@ class RunSummary(pl.Callback):
         self.status = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
         self.error = f"{type(exception).__name__}: {exception}"
         self.write(trainer)
+
+
+def print_run_summary(summary: Mapping[str, Any], console: Console | None = None) -> None:
+    """Final, best and test scores side by side, one metric per row, then epochs, time and status."""
+    best, final = summary.get("best") or {}, summary.get("final") or {}
+    test = summary.get("test") or {}
+    names = sorted({k.split("/", 1)[1] for k in (*best, *final, *test) if "/" in k})
+
+    def stage(scores: Mapping[str, Any], prefix: str) -> dict[str, float | None]:
+        return {name: scores.get(prefix + name) for name in names}
+
+    columns = [
+        (f"best (epoch {best.get('epoch')})", stage(best, "val/")),
+        (f"final (epoch {final.get('epoch')})", stage(final, "val/")),
+    ]
+    if test:
+        columns.append(("test (best ckpt)", stage(test, "test/")))
+    print_score_table(f"cellseg run: {summary.get('run_dir', '')}", columns, names, console)
+    print(
+        f"epochs run: {summary.get('epochs_run')}, wall time: {summary.get('wall_time_s')} s, "
+        f"status: {summary.get('status')}"
+    )

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from cellseg.errors import CellsegError, CheckpointNotFoundError
+from cellseg.inference.legacy import current_targets
 
 #: Hyperparameters without which a checkpoint cannot be turned back into a predictor.
 REQUIRED_HPARAMS = ("model", "in_channels", "class_names", "pipeline")
@@ -91,7 +92,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
 
     path = Path(path).expanduser()
     checkpoint = read_checkpoint(path)
-    hparams = dict(checkpoint["hyper_parameters"])
+    hparams = current_targets(dict(checkpoint["hyper_parameters"]))
     class_names = tuple(hparams["class_names"])
     in_channels = int(hparams["in_channels"])
     net = create_model(

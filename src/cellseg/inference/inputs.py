@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import glob
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cellseg.data.channels import ChannelStrategy
 from cellseg.data.io import IMAGE_SUFFIXES, images_in_folder, probe_planes
-from cellseg.data.normalize import Normalization
+from cellseg.data.pipeline.channels import BoundChannels, ChannelStrategy
+from cellseg.data.pipeline.normalize import Normalization
 from cellseg.errors import ConfigError, DataError
 
 PAGE_MODES = ("auto", "channels", "images")
@@ -89,15 +90,28 @@ def check_inputs(files: Sequence[Path], channels: int, pages: str) -> list[tuple
     return shapes
 
 
+@dataclass(frozen=True)
 class InputPipeline:
     """Source image (C, H, W) of any dtype to model input: the checkpoint's channel specs and normalisation."""
 
-    def __init__(self, pipeline: Mapping[str, Any], channel_names: Sequence[str] | None = None) -> None:
-        # Another data set's channel names (evaluate on new data): the specs bind to them by name.
-        self.channel_names = tuple(channel_names or pipeline["channel_names"])
-        self.channels = ChannelStrategy(specs=list(pipeline["channels"]))
-        self.normalization = Normalization(**dict(pipeline.get("normalization") or {}))
-        self.channels.bind(self.channel_names)
+    channels: BoundChannels
+    normalization: Normalization
+
+    @classmethod
+    def from_pipeline(
+        cls, pipeline: Mapping[str, Any], channel_names: Sequence[str] | None = None
+    ) -> InputPipeline:
+        """The checkpoint's pipeline bound to ``channel_names``: the planes of the images to predict, by
+        default the training images' (another data set's names when evaluating on new data)."""
+        names = tuple(channel_names or pipeline["channel_names"])
+        return cls(
+            ChannelStrategy(specs=list(pipeline["channels"])).bind(names),
+            Normalization(**dict(pipeline.get("normalization") or {})),
+        )
+
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        return self.channels.channel_names
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
-        return self.channels.apply(image, self.channel_names, self.normalization, training=False)
+        return self.channels.apply(image, self.normalization, training=False)

@@ -52,7 +52,7 @@ class Predictor:
         self.model.net.to(self.device).eval()
         # The input files' planes; by default the checkpoint's. Specs bind to them by name, so files
         # may lack planes the model never reads (a stain that was only the training target).
-        self.inputs = InputPipeline(model.pipeline, channel_names)
+        self.inputs = InputPipeline.from_pipeline(model.pipeline, channel_names)
         self.multiple = input_multiple(model.net)
         self._predict_batch = with_tta(self._softmax, tta)
 

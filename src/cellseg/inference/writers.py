@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from cellseg.errors import ConfigError, OutputDirError
+from cellseg.runs import check_writable
 from cellseg.utils.io import atomic_path, write_atomic
 
 MASK_FORMATS = ("png", "tif")
@@ -61,6 +62,7 @@ def check_output_folder(folder: str | Path, overwrite: bool, ignore: Sequence[st
     folder = Path(folder).expanduser()
     if folder.exists() and not folder.is_dir():
         raise OutputDirError(f"output '{folder}' is a file, not a folder; give a folder for the results.")
+    check_writable(folder, "results to", "Choose a writable folder with output=<dir>.")
     if folder.is_dir() and not overwrite:
         present = sorted(p.name for p in folder.iterdir() if p.name not in ignore)
         if present:

@@ -93,13 +93,13 @@ class UNetWeightedCrossEntropyLoss(SegmentationLoss):
     """The U-Net paper's loss: cross-entropy weighted per pixel by ``batch["weight_map"]``.
 
     E = sum_x w(x) CE(x) / N over the N annotated pixels, with w = w_c + w0 exp(-(d1 + d2)^2 / (2 sigma^2))
-    (Ronneberger et al. 2015, eq. 2) computed from the instance labels by the data pipeline
-    (:class:`cellseg.losses.weight_maps.UNetWeightMap`). The map is not computed here because d1 and d2
-    need the whole image's instances, not a crop, and it is the same every epoch (so it is cached).
-    ``w0``, ``sigma``, ``class_weights`` (the w_c term: ``"balanced"``, null = 1, or [w_background, w_cell])
-    and ``cell_weight`` (w_c = [1, cell_weight]) describe that map; they live in the loss config so that
-    ``loss=unet_weighted_ce`` holds everything, and :attr:`weight_map` is the map the pipeline must apply
-    (:func:`cellseg.losses.weight_maps.weight_map_from_loss_config` builds it from the config alone).
+    (Ronneberger et al. 2015, eq. 2). The map is a product of the label pipeline
+    (:class:`cellseg.data.pipeline.weight_maps.UNetWeightMap`), computed once per image from the whole
+    image's instances (d1 and d2 need them, not a crop's) and cropped and augmented with the mask; this
+    loss only reads it. ``w0``, ``sigma``, ``class_weights`` (the w_c term: ``"balanced"``, null = 1, or
+    [w_background, w_cell]) and ``cell_weight`` (w_c = [1, cell_weight]) are the loss's hyperparameters,
+    so ``loss=unet_weighted_ce loss.sigma=4`` configures everything; :attr:`weight_map_settings` hands them
+    to the pipeline, which validates them.
     """
 
     accepts_class_weights = True
@@ -113,21 +113,19 @@ class UNetWeightedCrossEntropyLoss(SegmentationLoss):
         cell_weight: float | None = None,
         ignore_index: int = -100,
     ) -> None:
-        from cellseg.losses.weight_maps import UNetWeightMap
-
         super().__init__(num_classes, ignore_index)
         if cell_weight is not None:
             if class_weights not in (None, "balanced"):
                 resolve_class_weights(2, class_weights, cell_weight)  # raises: both given
             class_weights = resolve_class_weights(2, None, cell_weight)
-        self.weight_map = UNetWeightMap(w0=w0, sigma=sigma, class_weights=class_weights)
+        self.weight_map_settings = {"w0": w0, "sigma": sigma, "class_weights": class_weights}
 
     def compute(self, logits, target, valid, batch: Mapping[str, torch.Tensor]):
         weight_map = batch.get("weight_map")
         if weight_map is None:
             raise ConfigError(
                 "loss=unet_weighted_ce needs weight maps: the batch has no 'weight_map'. The data pipeline "
-                "must compute them from instance labels (cellseg.losses.weight_maps.UNetWeightMap) for data "
+                "must compute them from instance labels (cellseg.data.pipeline.weight_maps.UNetWeightMap) for data "
                 "sets that have instance ids; use another loss for data without instances."
             )
         if weight_map.shape != target.shape:

@@ -1,17 +1,17 @@
-"""File writing that never leaves a half-written file behind."""
+"""File writing that never leaves a half-written file behind: JSON, CSV and anything a callback writes."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO
-
-from cellseg.errors import OutputDirError
 
 
 def _json_safe(value: Any) -> Any:
@@ -65,16 +65,12 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
     write_atomic(path, lambda handle: handle.write(text.encode()))
 
 
-def check_writable(folder: str | os.PathLike[str]) -> Path:
-    """Create ``folder`` if needed and prove a file can be written there, with a message that says where."""
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
-            pass
-    except OSError as error:
-        raise OutputDirError(
-            f"Cannot write to the output directory '{folder}': {error.strerror or error}. "
-            "Choose a writable location with paths.output_root=<dir> (or hydra.run.dir=<dir>)."
-        ) from error
-    return folder
+def write_csv_atomic(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    """Rows as CSV (columns in first-seen order; NaN and infinities written as empty cells)."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if _json_safe(v) is None and v is not None else v for k, v in row.items()})
+    write_atomic(path, lambda handle: handle.write(buffer.getvalue().encode()))

@@ -14,10 +14,14 @@ A strategy is a list of *specs*, one per model input channel, so the model's ``i
 Randomisation and dropout apply in training only. Validation uses a fixed choice: ``val`` of a random
 spec (default: its first channel), every input of a merge, and never drops a channel. Seed 001 applied
 them in validation too (a bug of its class-level settings); ``leak_to_validation=true`` reproduces it.
+
+A :class:`ChannelStrategy` names channels; ``strategy.bind(channel_names)`` resolves them against one
+source's images once and returns an immutable :class:`BoundChannels` (nothing is filled in later).
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -62,61 +66,48 @@ def _probability(value: Any, what: str) -> float:
     return float(value)
 
 
-class Spec:
-    """One model input channel. ``training`` selects the random/dropout behaviour."""
+class BoundSpec(ABC):
+    """One model input channel, bound to the channel indices of a source's images."""
 
-    def bind(self, channel_names: Sequence[str]) -> None:
-        """Resolve channel names to indices; raises ConfigError for channels the data does not have."""
-
+    @abstractmethod
     def plane(self, planes: PlaneSource, rng: np.random.Generator, training: bool) -> np.ndarray:
-        raise NotImplementedError
+        """The channel's (H, W) plane; ``training`` switches on random draws and dropout."""
 
-    def channels_used(self) -> set[int]:
-        """Indices this spec may read (after bind)."""
-        return set()
+    @property
+    def channels_used(self) -> frozenset[int]:
+        """Source channel indices this channel may read."""
+        return frozenset()
 
 
-@dataclass
-class Select(Spec):
-    ref: ChannelRef
-    index: int = -1
-
-    def bind(self, channel_names: Sequence[str]) -> None:
-        self.index = resolve_channel(self.ref, channel_names)
+@dataclass(frozen=True)
+class Pick(BoundSpec):
+    index: int
 
     def plane(self, planes: PlaneSource, rng: np.random.Generator, training: bool) -> np.ndarray:
         return planes(self.index)
 
-    def channels_used(self) -> set[int]:
-        return {self.index}
+    @property
+    def channels_used(self) -> frozenset[int]:
+        return frozenset({self.index})
 
 
-@dataclass
-class Random(Spec):
-    refs: tuple[ChannelRef, ...]
-    val: ChannelRef | None = None
-    indices: tuple[int, ...] = ()
-    val_index: int = -1
-
-    def bind(self, channel_names: Sequence[str]) -> None:
-        self.indices = tuple(resolve_channel(r, channel_names) for r in self.refs)
-        self.val_index = resolve_channel(self.refs[0] if self.val is None else self.val, channel_names)
+@dataclass(frozen=True)
+class PickRandom(BoundSpec):
+    indices: tuple[int, ...]
+    val_index: int
 
     def plane(self, planes: PlaneSource, rng: np.random.Generator, training: bool) -> np.ndarray:
         return planes(int(rng.choice(self.indices)) if training else self.val_index)
 
-    def channels_used(self) -> set[int]:
-        return {*self.indices, self.val_index}
+    @property
+    def channels_used(self) -> frozenset[int]:
+        return frozenset({*self.indices, self.val_index})
 
 
-@dataclass
-class Merge(Spec):
-    refs: tuple[ChannelRef, ...]
-    dropout: float = 0.0
-    indices: tuple[int, ...] = ()
-
-    def bind(self, channel_names: Sequence[str]) -> None:
-        self.indices = tuple(resolve_channel(r, channel_names) for r in self.refs)
+@dataclass(frozen=True)
+class MeanOf(BoundSpec):
+    indices: tuple[int, ...]
+    dropout: float
 
     def plane(self, planes: PlaneSource, rng: np.random.Generator, training: bool) -> np.ndarray:
         total = np.zeros(planes.shape, dtype=np.float32)
@@ -125,31 +116,82 @@ class Merge(Spec):
                 total += planes(index)
         return total / np.float32(len(self.indices))
 
-    def channels_used(self) -> set[int]:
-        return set(self.indices)
+    @property
+    def channels_used(self) -> frozenset[int]:
+        return frozenset(self.indices)
 
 
-@dataclass
-class Blank(Spec):
+@dataclass(frozen=True)
+class Zeros(BoundSpec):
     def plane(self, planes: PlaneSource, rng: np.random.Generator, training: bool) -> np.ndarray:
         return np.zeros(planes.shape, dtype=np.float32)
 
 
-@dataclass
-class Dropout(Spec):
-    inner: Spec
+@dataclass(frozen=True)
+class DropPlane(BoundSpec):
+    inner: BoundSpec
     p: float
-
-    def bind(self, channel_names: Sequence[str]) -> None:
-        self.inner.bind(channel_names)
 
     def plane(self, planes: PlaneSource, rng: np.random.Generator, training: bool) -> np.ndarray:
         if training and self.p > 0.0 and rng.random() < self.p:
             return np.zeros(planes.shape, dtype=np.float32)
         return self.inner.plane(planes, rng, training)
 
-    def channels_used(self) -> set[int]:
-        return self.inner.channels_used()
+    @property
+    def channels_used(self) -> frozenset[int]:
+        return self.inner.channels_used
+
+
+class Spec(ABC):
+    """One model input channel as configured: channels named (or numbered) but not yet found."""
+
+    @abstractmethod
+    def bind(self, channel_names: Sequence[str]) -> BoundSpec:
+        """The spec on images with these channels; ConfigError for channels they do not have."""
+
+
+@dataclass(frozen=True)
+class Select(Spec):
+    ref: ChannelRef
+
+    def bind(self, channel_names: Sequence[str]) -> BoundSpec:
+        return Pick(resolve_channel(self.ref, channel_names))
+
+
+@dataclass(frozen=True)
+class Random(Spec):
+    refs: tuple[ChannelRef, ...]
+    val: ChannelRef | None = None
+
+    def bind(self, channel_names: Sequence[str]) -> BoundSpec:
+        indices = tuple(resolve_channel(r, channel_names) for r in self.refs)
+        return PickRandom(
+            indices, resolve_channel(self.refs[0] if self.val is None else self.val, channel_names)
+        )
+
+
+@dataclass(frozen=True)
+class Merge(Spec):
+    refs: tuple[ChannelRef, ...]
+    dropout: float = 0.0
+
+    def bind(self, channel_names: Sequence[str]) -> BoundSpec:
+        return MeanOf(tuple(resolve_channel(r, channel_names) for r in self.refs), self.dropout)
+
+
+@dataclass(frozen=True)
+class Blank(Spec):
+    def bind(self, channel_names: Sequence[str]) -> BoundSpec:
+        return Zeros()
+
+
+@dataclass(frozen=True)
+class Dropout(Spec):
+    inner: Spec
+    p: float
+
+    def bind(self, channel_names: Sequence[str]) -> BoundSpec:
+        return DropPlane(self.inner.bind(channel_names), self.p)
 
 
 _SPEC_KEYS = {"random": {"random", "val"}, "merge": {"merge", "dropout"}, "blank": {"blank"}}
@@ -192,7 +234,11 @@ def parse_spec(raw: Any) -> Spec:
 
 
 class ChannelStrategy:
-    """The ordered channel specs that become the model input (the ``channels`` config group)."""
+    """The ordered channel specs that become the model input (the ``channels`` config group).
+
+    It knows channels by name only; :meth:`bind` finds them in a source's images and returns the
+    immutable :class:`BoundChannels` that turns those images into model input.
+    """
 
     def __init__(
         self,
@@ -207,49 +253,63 @@ class ChannelStrategy:
                 "Give exactly one of channels.specs (a list of specs) or channels.codes (seed 001)."
             )
         if codes is not None:
-            from cellseg.data.seed_codes import specs_from_codes
+            from cellseg.data.pipeline.seed_codes import specs_from_codes
 
             specs = specs_from_codes(codes, dropout=dropout, merge_dropout=merge_dropout)
         if isinstance(specs, (str, bytes)) or not specs:
             raise ConfigError(f"channels.specs must be a non-empty list of channel specs, got {specs!r}.")
         self.raw_specs = list(specs)
-        self.specs = [parse_spec(s) for s in self.raw_specs]
+        self.specs = tuple(parse_spec(s) for s in self.raw_specs)
         self.leak_to_validation = bool(leak_to_validation)
-        self._bound_to: tuple[str, ...] | None = None
 
     @property
     def num_channels(self) -> int:
         """The model's ``in_channels``."""
         return len(self.specs)
 
-    def bind(self, channel_names: Sequence[str]) -> set[int]:
-        """Check every spec against the data set's channels; returns the channel indices read."""
+    def bind(self, channel_names: Sequence[str]) -> BoundChannels:
+        """The strategy on images with these channels; ConfigError naming any channel they lack."""
         names = tuple(channel_names)
-        if self._bound_to != names:
-            for spec in self.specs:
-                spec.bind(names)
-            self._bound_to = names
-        return set().union(*(spec.channels_used() for spec in self.specs))
+        return BoundChannels(names, tuple(spec.bind(names) for spec in self.specs), self.leak_to_validation)
 
     def describe(self) -> list[Any]:
         """The specs as plain config values (what a checkpoint stores)."""
         return self.raw_specs
 
+
+@dataclass(frozen=True)
+class BoundChannels:
+    """A channel strategy bound to the channel names of one source's images: source image -> model input.
+
+    ``leak_to_validation`` applies random draws and dropout outside training too (seed 001's bug).
+    """
+
+    channel_names: tuple[str, ...]
+    specs: tuple[BoundSpec, ...]
+    leak_to_validation: bool = False
+
+    @property
+    def num_channels(self) -> int:
+        return len(self.specs)
+
+    @property
+    def channels_used(self) -> frozenset[int]:
+        """Indices of the source channels that any model input channel may read."""
+        return frozenset().union(*(spec.channels_used for spec in self.specs))
+
     def apply(
         self,
         image: np.ndarray,
-        channel_names: Sequence[str],
         normalize: Normalize,
         rng: np.random.Generator | None = None,
         training: bool = False,
     ) -> np.ndarray:
         """The model input (len(specs), H, W) float32 from a source image (C, H, W) of any dtype."""
-        if image.ndim != 3 or image.shape[0] != len(channel_names):
+        if image.ndim != 3 or image.shape[0] != len(self.channel_names):
             raise ConfigError(
-                f"Expected an image of shape ({len(channel_names)}, H, W) with channels "
-                f"{', '.join(channel_names)}; got shape {image.shape}."
+                f"Expected an image of shape ({len(self.channel_names)}, H, W) with channels "
+                f"{', '.join(self.channel_names)}; got shape {image.shape}."
             )
-        self.bind(channel_names)
         planes = _NormalizedPlanes(image, normalize)
         rng = rng if rng is not None else np.random.default_rng(0)
         randomise = training or self.leak_to_validation

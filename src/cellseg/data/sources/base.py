@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -11,10 +12,10 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from cellseg.data.channels import ChannelStrategy
-from cellseg.data.dataset import SampleSet, SegmentationDataset
-from cellseg.data.normalize import Normalization
-from cellseg.data.targets import Target
+from cellseg.data.pipeline.channels import BoundChannels, ChannelStrategy
+from cellseg.data.pipeline.dataset import SampleSet, SegmentationDataset
+from cellseg.data.pipeline.normalize import Normalization
+from cellseg.data.pipeline.targets import Target
 from cellseg.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test")
@@ -96,6 +97,12 @@ class SegmentationDataModule(pl.LightningDataModule, ABC):
     def load_split(self, split: str) -> SampleSet:
         """Decode one split ('train', 'val' or 'test')."""
 
+    @cached_property
+    def bound_channels(self) -> BoundChannels:
+        """The channel strategy bound to this source's channel names, once; sources that know their
+        channels at construction touch it there, so a bad channel name fails before any work."""
+        return self.channels.bind(self.channel_names)
+
     def has_split(self, split: str) -> bool:
         """Whether the source provides labelled images for ``split``."""
         return split in ("train", "val")
@@ -117,6 +124,7 @@ class SegmentationDataModule(pl.LightningDataModule, ABC):
         if split not in SPLITS:
             raise ConfigError(f"Unknown split '{split}'; expected one of {', '.join(SPLITS)}.")
         if split not in self._datasets:
+            channels = self.bound_channels  # a channel the images lack fails before they are read
             if self.normalization.needs_fit and split != "train":
                 self.dataset("train")  # dataset-wide statistics come from the training images
             samples = self.load_split(split)
@@ -127,8 +135,7 @@ class SegmentationDataModule(pl.LightningDataModule, ABC):
             training = split == "train"
             self._datasets[split] = SegmentationDataset(
                 samples,
-                self.channel_names,
-                self.channels,
+                channels,
                 self.target,
                 self.normalization,
                 augment=self.augmentation if training else None,
@@ -183,43 +190,3 @@ class SegmentationDataModule(pl.LightningDataModule, ABC):
             "class_names": list(self.class_names),
             "crop_size": self.crop_size,
         }
-
-
-class SyntheticDataModule(SegmentationDataModule):
-    """Fluorescence-like cell images generated from a seed (``data=synthetic``); nothing to download."""
-
-    def __init__(
-        self,
-        num_train: int = 48,
-        num_val: int = 16,
-        num_test: int = 16,
-        size: int = 256,
-        seed: int = 0,
-        **kwargs: Any,
-    ) -> None:
-        from cellseg.data.synthetic import SyntheticCellsParams
-
-        self.counts = {"train": num_train, "val": num_val, "test": num_test}
-        for split, count in self.counts.items():
-            if count < (0 if split == "test" else 1):
-                raise ConfigError(f"data.num_{split} must be >= {0 if split == 'test' else 1}, got {count}.")
-        self.params = SyntheticCellsParams(size=size)
-        self.seed = seed
-        super().__init__(**kwargs)
-        self.channels.bind(self.channel_names)  # a bad channel name fails here, before any work
-
-    @property
-    def channel_names(self) -> tuple[str, ...]:
-        from cellseg.data.synthetic import CHANNEL_NAMES
-
-        return tuple(CHANNEL_NAMES)
-
-    def has_split(self, split: str) -> bool:
-        return self.counts.get(split, 0) > 0
-
-    def load_split(self, split: str) -> SampleSet:
-        from cellseg.data.synthetic import generate_cells
-
-        images, instances = generate_cells(self.counts[split], self.seed, split, self.params)
-        names = [f"synthetic_{split}_{i:04d}" for i in range(len(images))]
-        return SampleSet(list(images), [np.asarray(m) for m in instances], names)

@@ -1,4 +1,4 @@
-"""Image/mask pairs on disk: plain folders, text-file lists, Kaggle LGG, seed 001's hyper-labeled stacks.
+"""Image/mask pairs on disk: plain folders and text-file lists (``data=folder``, ``data=brightfield_zstack``).
 
 Every layout reduces to a list of :class:`Pair` (image file, mask file or None, group); the split and
 the loading are shared. Splits are by group, so related images (one patient, one field of view) never
@@ -16,12 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from cellseg.data.datamodule import SegmentationDataModule
-from cellseg.data.dataset import SampleSet
 from cellseg.data.io import IMAGE_SUFFIXES, image_stem, images_in_folder, read_planes
-from cellseg.data.loading import check_same_size, load_samples
-from cellseg.data.masks import MaskDecoder
-from cellseg.data.seed_codes import HYPERLABELED_CHANNELS
+from cellseg.data.pipeline.dataset import SampleSet
+from cellseg.data.pipeline.masks import MaskDecoder
+from cellseg.data.sources.base import SegmentationDataModule
+from cellseg.data.sources.loading import check_same_size, load_samples
 from cellseg.errors import ConfigError, DataError
 
 
@@ -131,7 +130,6 @@ class PairsDataModule(SegmentationDataModule):
         pairs = self.splits().get(split, [])
         if not pairs:
             raise DataError(f"{type(self).__name__} under {self.root} has no '{split}' images.")
-        self.channels.bind(self.channel_names)
         return load_samples(pairs, self._load, self.skip_bad, f"the '{split}' split under {self.root}")
 
 
@@ -215,58 +213,3 @@ class FolderDataModule(PairsDataModule):
             return self._from_lists()
         images = images_in_folder(self.root / self.images_dir)
         return {"all": [Pair(p, self._mask_for(p), self._group(p)) for p in images]}
-
-
-class LggDataModule(PairsDataModule):
-    """Kaggle LGG brain MRI (``kaggle_3m``): ``<patient>/<name>.tif`` + ``<name>_mask.tif``, split by patient.
-
-    Seed 003 split these 3,929 slices at random, so slices of one patient landed on both sides; here
-    every patient's slices stay together.
-    """
-
-    def __init__(
-        self,
-        root: str,
-        channel_names: Sequence[str] | None = ("pre_contrast", "flair", "post_contrast"),
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(root, channel_names=channel_names, **kwargs)
-
-    def find_pairs(self) -> dict[str, list[Pair]]:
-        pairs = []
-        for patient in sorted(p for p in self.root.iterdir() if p.is_dir()):
-            for image in sorted(patient.glob("*.tif")):
-                if not image.stem.endswith("_mask"):
-                    pairs.append(Pair(image, image.with_name(f"{image.stem}_mask.tif"), patient.name))
-        return {"all": pairs}
-
-
-class HyperlabeledDataModule(PairsDataModule):
-    """Seed 001's hyper-labeled stacks: ``FullImage/<sub>/<name>.ome.tif`` (one page per channel) and
-    ``Mask_Norm/<sub>/<name>.png`` (0/1 masks, all 0 for cell-free negative controls), ``codes.txt``
-    naming the classes. ``page_names`` maps pages to channel names (default: seed 001's 16 pages)."""
-
-    def __init__(self, root: str, page_names: Sequence[str] = HYPERLABELED_CHANNELS, **kwargs: Any) -> None:
-        kwargs.setdefault("mask", {"foreground": [1], "background": [0]})
-        super().__init__(root, channel_names=page_names, **kwargs)
-        codes = self.root / "codes.txt"
-        if codes.is_file():
-            names = [line.strip() for line in codes.read_text().splitlines() if line.strip()]
-            if len(names) != self.target.num_classes:
-                raise DataError(
-                    f"{codes} names {len(names)} classes {names} but target '{type(self.target).__name__}' "
-                    f"has {self.target.num_classes} ({list(self.target.class_names)})."
-                )
-
-    def find_pairs(self) -> dict[str, list[Pair]]:
-        images_root = self.root / "FullImage"
-        if not images_root.is_dir():
-            raise DataError(
-                f"{images_root}: not found; a hyper-labeled root holds FullImage/, Mask_Norm/ and codes.txt."
-            )
-        pairs = []
-        for image in sorted(images_root.rglob("*.ome.tif")):
-            relative = image.relative_to(images_root)
-            mask = self.root / "Mask_Norm" / relative.parent / f"{image_stem(image)}.png"
-            pairs.append(Pair(image, mask, str(relative)))
-        return {"all": pairs}

@@ -1,4 +1,8 @@
-"""Turning the composed config into objects: data module, LightningModule, callbacks, loggers."""
+"""Turning a composed training config into objects: data module, LightningModule, callbacks, loggers.
+
+The loss is built once, here: the data module learns from it which per-pixel weight map the label
+pipeline must add to each batch, and the LightningModule receives it ready-made.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,14 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ProgressBar
+from torch import nn
 
 from cellseg.config import check_required_values
-from cellseg.data.datamodule import SegmentationDataModule
+from cellseg.data.pipeline.targets import Target
+from cellseg.data.pipeline.weight_maps import UNetWeightMap
+from cellseg.data.sources.base import SegmentationDataModule
 from cellseg.errors import ConfigError
-from cellseg.losses import weight_map_from_loss_config
+from cellseg.losses import build_loss, weight_map_settings
 from cellseg.module import SegmentationModule
 
 
@@ -23,35 +30,51 @@ def plain(node: Any) -> Any:
     return node
 
 
-def build_datamodule(cfg: DictConfig) -> SegmentationDataModule:
-    """``data`` with its ``channels``, ``target`` and ``augmentation`` groups plugged in."""
+def _parts(cfg: DictConfig) -> tuple[Target, nn.Module]:
+    """The target (it sizes everything by its classes) and the loss, built once from it."""
+    check_required_values(cfg)
+    target = instantiate(cfg.target, _convert_="all")
+    return target, build_loss(plain(cfg.loss), target.num_classes, target.ignore_index)
+
+
+def _datamodule(cfg: DictConfig, target: Target, criterion: nn.Module) -> SegmentationDataModule:
+    """``data`` with its ``channels``, ``target`` and ``augmentation``, and the weight map the loss reads."""
+    settings = weight_map_settings(criterion)
     # Built objects are passed to the partial, not to instantiate(): Hydra would turn dataclasses
     # such as ChannelStrategy back into configs.
-    check_required_values(cfg)
     make_datamodule = instantiate(cfg.data, _partial_=True, _convert_="partial")
-    target = instantiate(cfg.target, _convert_="all")
     return make_datamodule(
         channels=instantiate(cfg.channels, _convert_="all"),
         target=target,
         augmentation=instantiate(cfg.augmentation) if cfg.get("augmentation") else None,
-        weight_map=weight_map_from_loss_config(plain(cfg.loss), target.num_classes),  # what the loss reads
+        weight_map=UNetWeightMap(**settings) if settings is not None else None,
     )
 
 
-def build_module(cfg: DictConfig, datamodule: SegmentationDataModule) -> SegmentationModule:
-    """The LightningModule, sized by the data: ``in_channels`` from channels, classes from the target."""
-    return SegmentationModule(
+def build_datamodule(cfg: DictConfig) -> SegmentationDataModule:
+    """The data module alone, batches as training sees them (to inspect or score data)."""
+    return _datamodule(cfg, *_parts(cfg))
+
+
+def build_training(cfg: DictConfig) -> tuple[SegmentationDataModule, SegmentationModule]:
+    """The data module and the LightningModule sized by it: ``in_channels`` from the channels, the
+    classes from the target; both share the one loss."""
+    target, criterion = _parts(cfg)
+    datamodule = _datamodule(cfg, target, criterion)
+    module = SegmentationModule(
         model=plain(cfg.model),
         loss=plain(cfg.loss),
         optimizer=plain(cfg.optimizer),
         scheduler=plain(cfg.scheduler) or None,
         in_channels=datamodule.in_channels,
         class_names=list(datamodule.class_names),
-        ignore_index=datamodule.target.ignore_index,
+        ignore_index=target.ignore_index,
         # The data config too, so python -m cellseg.evaluate can find the same data set again.
         pipeline={**datamodule.describe(), "data": plain(cfg.data)},
         eval_metrics=list(datamodule.eval_metrics),
+        criterion=criterion,
     )
+    return datamodule, module
 
 
 def _instantiate_each(group: DictConfig | None, kind: str) -> list[Any]:

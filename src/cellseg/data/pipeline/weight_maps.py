@@ -15,18 +15,19 @@ grown by the distance beyond which the border term is below ``tolerance * w0`` (
 sqrt(2 ln(1/tolerance)), 27 px for sigma = 5): exact up to that tolerance, and linear in the number of
 cells instead of one full-image transform per cell. The map depends on the instance labels only, so it is
 deterministic and computed once per image (cache it; crop and augment it with the mask).
+
+The map belongs to the label pipeline: the loss that needs it (``unet_weighted_ce``) only names its
+settings and reads the map from the batch.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
-from torch import nn
 
 from cellseg.errors import ConfigError
 
@@ -147,22 +148,6 @@ class UNetWeightMap:
     def cache_key(self) -> str:
         """A string that changes whenever the map would (for caching maps on disk or in memory)."""
         return f"unet_w0={self.w0:g}_sigma={self.sigma:g}_wc={self.class_weights}_tol={self.tolerance:g}"
-
-
-def weight_map_for(loss: nn.Module) -> UNetWeightMap | None:
-    """The weight map a built loss needs in its batches (a ``unet_weighted_ce`` term, alone or composed)."""
-    for module in loss.modules():
-        weight_map = getattr(module, "weight_map", None)
-        if isinstance(weight_map, UNetWeightMap):
-            return weight_map
-    return None
-
-
-def weight_map_from_loss_config(loss_config: Mapping[str, Any], num_classes: int) -> UNetWeightMap | None:
-    """Like :func:`weight_map_for`, from the (resolved) ``loss`` config: what the data pipeline must produce."""
-    from hydra.utils import instantiate
-
-    return weight_map_for(instantiate(dict(loss_config), num_classes=num_classes))
 
 
 def weight_map_to_image(weight_map: np.ndarray, vmax: float | None = None) -> np.ndarray:

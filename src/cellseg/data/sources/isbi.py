@@ -8,11 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from cellseg.data.datamodule import SegmentationDataModule
-from cellseg.data.dataset import SampleSet
+from cellseg.data.downloads import fetch_all
 from cellseg.data.io import IMAGE_SUFFIXES, images_in_folder, read_planes
-from cellseg.data.loading import check_same_size, fetch_all, load_samples
-from cellseg.data.masks import MaskDecoder
+from cellseg.data.pipeline.dataset import SampleSet
+from cellseg.data.pipeline.masks import MaskDecoder
+from cellseg.data.sources.base import SegmentationDataModule
+from cellseg.data.sources.loading import check_same_size, load_samples
 from cellseg.errors import ConfigError, DataError
 
 CHALLENGE_SITE = "http://brainiac2.mit.edu/isbi_challenge/"
@@ -114,7 +115,7 @@ class IsbiDataModule(SegmentationDataModule):
         self.decoder = MaskDecoder(**dict(mask or {}))
         folder = self._locate(root, volume, labels, download, cache_dir, urls or {}, pixel_sha256 or {})
         self.volume_path, self.labels_path = folder / volume, folder / labels
-        self.channels.bind(self.channel_names)
+        _ = self.bound_channels  # a bad channel name fails here, before any data is read
         self._stacks: tuple[np.ndarray, np.ndarray, list[str]] | None = None
 
     @staticmethod

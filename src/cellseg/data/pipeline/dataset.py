@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from cellseg.data.channels import ChannelStrategy
-from cellseg.data.normalize import Normalization
-from cellseg.data.targets import Target
+from cellseg.data.pipeline.channels import BoundChannels
+from cellseg.data.pipeline.normalize import Normalization
+from cellseg.data.pipeline.targets import Target
 from cellseg.errors import ConfigError
 
 
@@ -63,8 +63,7 @@ class SegmentationDataset(Dataset):
     def __init__(
         self,
         samples: SampleSet,
-        channel_names: Sequence[str],
-        channels: ChannelStrategy,
+        channels: BoundChannels,
         target: Target,
         normalization: Normalization,
         augment: Callable[..., dict] | None = None,
@@ -75,9 +74,8 @@ class SegmentationDataset(Dataset):
     ) -> None:
         if crops_per_image < 1:
             raise ConfigError(f"data.crops_per_image must be >= 1, got {crops_per_image}.")
-        used = channels.bind(channel_names)
         self.samples = samples
-        self.channel_names = tuple(channel_names)
+        self.channel_names = channels.channel_names
         self.channels = channels
         self.target = target
         self.normalization = normalization
@@ -88,12 +86,12 @@ class SegmentationDataset(Dataset):
         self.repeats = crops_per_image if crop_size is not None else 1
         self._rng: np.random.Generator | None = None
         self._rng_seed: int | None = None
-        self.instances = self._instances(samples, used)
+        self.instances = self._instances(samples, channels.channels_used)
         self.weight_map = weight_map
         self._classes: dict[int, np.ndarray] = {}
         self._weights: dict[int, np.ndarray] = {}
 
-    def _instances(self, samples: SampleSet, used: set[int]) -> list[np.ndarray]:
+    def _instances(self, samples: SampleSet, used: frozenset[int]) -> list[np.ndarray]:
         if not self.target.needs_image:
             if samples.instances is None:
                 raise ConfigError(
@@ -138,7 +136,7 @@ class SegmentationDataset(Dataset):
         index %= len(self.samples)
         rng = self._generator()
         image = self.channels.apply(
-            self.samples.images[index], self.channel_names, self.normalization, rng, training=self.training
+            self.samples.images[index], self.normalization, rng, training=self.training
         )
         labels = [self.classes(index), self.instances[index]]
         if self.weight_map is not None:

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
-from cellseg.data.channels import ChannelRef, resolve_channel
-from cellseg.data.normalize import Normalization
+from cellseg.data.pipeline.channels import ChannelRef, resolve_channel
+from cellseg.data.pipeline.normalize import Normalization
 from cellseg.errors import ConfigError
 
 

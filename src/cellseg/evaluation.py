@@ -1,0 +1,133 @@
+"""Scoring a checkpoint on a data set's split with the tiled inference of ``python -m cellseg.predict``
+and the metrics of training (:class:`~cellseg.stage_metrics.StageMetrics`): pooled and per image.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from tqdm import tqdm
+
+from cellseg.data.pipeline.channels import ChannelStrategy
+from cellseg.data.pipeline.normalize import Normalization
+from cellseg.data.pipeline.targets import target_from_description
+from cellseg.data.sources.base import SegmentationDataModule
+from cellseg.errors import ConfigError
+from cellseg.inference.checkpoint import LoadedModel
+from cellseg.inference.decode import default_mask_values
+from cellseg.inference.predictor import Predictor
+from cellseg.inference.results import ImageResult, OutputOptions, write_results
+from cellseg.stage_metrics import StageMetrics
+
+#: The splits a checkpoint can be scored on (training's own split is not a test of it).
+SPLITS = ("val", "test")
+
+
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ConfigError(f"split is '{split}'; expected one of {', '.join(SPLITS)}.")
+
+
+def data_config(given: Mapping[str, Any] | None, model: LoadedModel) -> dict[str, Any]:
+    """The data set to score on: ``given`` (a data config from the command line), else the one the
+    checkpoint records."""
+    if given is not None:
+        return dict(given)
+    stored = model.pipeline.get("data")
+    if not stored:
+        raise ConfigError(
+            f"{model.path}: does not record its data set; say which to use, e.g. data=isbi data.root=<folder>."
+        )
+    return dict(stored)
+
+
+def datamodule_for(data: Mapping[str, Any], model: LoadedModel) -> SegmentationDataModule:
+    """The data module of ``data`` fed with the checkpoint's channels, target and normalisation."""
+    pipeline = model.pipeline
+    make = instantiate(dict(data), _partial_=True, _convert_="partial")
+    return make(
+        channels=ChannelStrategy(specs=list(pipeline["channels"])),
+        target=target_from_description(dict(pipeline["target"])),
+        normalization=Normalization(**dict(pipeline["normalization"])),
+        augmentation=None,
+    )
+
+
+def _batch(mask: np.ndarray, instances: np.ndarray) -> dict[str, torch.Tensor]:
+    return {
+        "mask": torch.from_numpy(mask.astype(np.int64))[None],
+        "instances": torch.from_numpy(instances.astype(np.int64))[None],
+    }
+
+
+def score_split(
+    predictor: Predictor,
+    datamodule: SegmentationDataModule,
+    split: str,
+    progress: bool = True,
+    on_image: Callable[[str, np.ndarray], None] | None = None,
+) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Pooled scores of the split (as training computes them) and one row of scores per image."""
+    dataset = datamodule.dataset(split)
+    class_names = list(predictor.class_names)
+    ignore_index = int(predictor.model.pipeline["target"].get("ignore_index", -100))
+    extra = tuple(datamodule.eval_metrics)
+    pooled = StageMetrics(class_names, ignore_index, extra)
+    rows = []
+    for index in tqdm(
+        range(len(dataset.samples)), desc=f"{split} images", unit="image", disable=not progress
+    ):
+        started = time.perf_counter()
+        probabilities = predictor.probabilities(dataset.samples.images[index])
+        batch = _batch(dataset.classes(index), dataset.instances[index])
+        tensor = torch.from_numpy(probabilities)[None]
+        single = StageMetrics(class_names, ignore_index, extra)
+        single.update_from_probabilities(tensor, batch)
+        pooled.merge(single)  # the image's counts join the split's: each metric is computed once
+        height, width = probabilities.shape[-2:]
+        rows.append(
+            {
+                "image": dataset.samples.names[index],
+                "height": height,
+                "width": width,
+                **single.compute(),
+                "seconds": round(time.perf_counter() - started, 3),
+            }
+        )
+        if on_image is not None:
+            on_image(dataset.samples.names[index], probabilities)
+    return pooled.compute(), rows
+
+
+def log_to_tensorboard(run_dir: Path, split: str, scores: Mapping[str, float], step: int, text: str) -> Path:
+    """Scalars ``eval/<split>/<metric>`` at the checkpoint's step, in ``<run>/tensorboard/eval``."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    folder = run_dir / "tensorboard" / "eval"
+    with SummaryWriter(str(folder)) as writer:
+        for name, value in scores.items():
+            if np.isfinite(value):
+                writer.add_scalar(f"eval/{split}/{name}", value, global_step=step)
+        writer.add_text(f"eval/{split}", text, global_step=step)
+    return folder
+
+
+def prediction_writer(folder: Path, class_names: Sequence[str]) -> Callable[[str, np.ndarray], None]:
+    """An ``on_image`` for :func:`score_split` that saves each image's mask and foreground probability."""
+    options = OutputOptions(
+        ("mask", "probability"), "png", tuple(default_mask_values(len(class_names))), "foreground"
+    )
+
+    def write(name: str, probabilities: np.ndarray) -> None:
+        # Sample names such as "train-volume.tif[25]" become file names such as "train-volume_tif_25".
+        stem = re.sub(r"[^\w-]+", "_", name).strip("_")
+        write_results(folder, stem, [ImageResult.of(probabilities, options)], class_names, options)
+
+    return write
