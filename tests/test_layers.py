@@ -27,7 +27,14 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "cellseg.data.pipeline",
     ),
     ("cellseg.data", "cellseg.data.sources", "cellseg.stage_metrics", "cellseg.callbacks", "cellseg.runs"),
-    ("cellseg.module", "cellseg.inference", "cellseg.exporters", "cellseg.hparams", "cellseg.evaluation"),
+    (
+        "cellseg.module",
+        "cellseg.inference",
+        "cellseg.exporters",
+        "cellseg.hparams",
+        "cellseg.evaluation",
+        "cellseg.comparison",
+    ),
     ("cellseg.config",),
     ("cellseg.build", "cellseg.cli"),
 )

@@ -66,6 +66,29 @@ def log_hyperparameters(
     }
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):  # the hparams tab needs its metric declared up front
-            logger.log_hyperparams(params, metrics={f"hp/best_{cfg.monitor}": math.nan})
+            logger.log_hyperparams(params, metrics=dict.fromkeys(hparams_metric_names(cfg), math.nan))
         else:
             logger.log_hyperparams(params)
+
+
+#: The metrics of the HParams table: the monitored one at the best and the final epoch, and these.
+HPARAMS_METRICS = ("val/dice", "val/iou", "val/ap50", "val/v_rand")
+
+
+def hparams_metric_names(cfg: DictConfig) -> list[str]:
+    """``hp/best_<m>`` and ``hp/final_<m>`` for the monitor and the usual scores (deduplicated)."""
+    names = list(dict.fromkeys([cfg.monitor, *HPARAMS_METRICS]))
+    return [f"hp/{stage}_{name}" for name in names for stage in ("best", "final")]
+
+
+def hparams_metrics(
+    cfg: DictConfig, best: dict[str, Any] | None, final: dict[str, Any] | None
+) -> dict[str, float]:
+    """The values of :func:`hparams_metric_names` that the run logged, from its best and final epochs."""
+    values = {}
+    for stage, entry in (("best", best), ("final", final)):
+        for name, value in (entry or {}).items():
+            key = f"hp/{stage}_{name}"
+            if key in hparams_metric_names(cfg) and isinstance(value, (int, float)) and math.isfinite(value):
+                values[key] = float(value)
+    return values

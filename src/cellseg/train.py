@@ -21,7 +21,7 @@ from cellseg.build import build_callbacks, build_loggers, build_training
 from cellseg.callbacks.run_summary import RunSummary, print_run_summary
 from cellseg.cli import exit_on_bad_input, run_command
 from cellseg.config import config_dir
-from cellseg.hparams import hydra_runtime, log_hyperparameters
+from cellseg.hparams import hparams_metrics, hydra_runtime, log_hyperparameters
 from cellseg.runs import check_checkpoint, prepare_run_dir
 from cellseg.utils.ddp import ddp_job_scope
 
@@ -78,10 +78,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                 "test=true but %s has no test split; skipping the test stage.", type(datamodule).__name__
             )
 
-    best = summary.best_entry()
-    if best is not None:
-        for logger in trainer.loggers:
-            logger.log_metrics({f"hp/best_{cfg.monitor}": best[cfg.monitor]}, step=trainer.global_step)
+    final = summary.history[-1] if summary.history else None
+    scores = hparams_metrics(cfg, summary.best_entry(), final)
+    for logger in trainer.loggers:
+        if scores:
+            logger.log_metrics(scores, step=trainer.global_step)
     summary.write(trainer)
     if trainer.is_global_zero:
         print_run_summary(summary.summary())
