@@ -34,6 +34,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "cellseg.hparams",
         "cellseg.evaluation",
         "cellseg.comparison",
+        "cellseg.lr_finder",
     ),
     ("cellseg.config",),
     ("cellseg.build", "cellseg.cli"),

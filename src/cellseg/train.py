@@ -21,7 +21,9 @@ from cellseg.build import build_callbacks, build_loggers, build_training
 from cellseg.callbacks.run_summary import RunSummary, print_run_summary
 from cellseg.cli import exit_on_bad_input, run_command
 from cellseg.config import config_dir
+from cellseg.errors import ConfigError
 from cellseg.hparams import hparams_metrics, hydra_runtime, log_hyperparameters
+from cellseg.lr_finder import LRFindSettings, find_learning_rate, is_auto, set_learning_rate, write_lr_find
 from cellseg.runs import check_checkpoint, prepare_run_dir
 from cellseg.utils.ddp import ddp_job_scope
 
@@ -32,6 +34,27 @@ def _best_checkpoint(trainer: pl.Trainer, monitor: str) -> str | None:
     """Path of the checkpoint kept for being best on ``monitor`` (None before any was saved)."""
     paths = (c.best_model_path for c in trainer.checkpoint_callbacks if c.monitor == monitor)
     return next((p for p in paths if p), None)
+
+
+def _find_learning_rate(
+    cfg: DictConfig, trainer: pl.Trainer, module: pl.LightningModule, datamodule: Any, ckpt_path: str | None
+) -> dict[str, Any]:
+    """optimizer.lr=auto: the range test's suggestion becomes the rate; returns what metrics.json records."""
+    if ckpt_path is not None:
+        raise ConfigError("optimizer.lr=auto cannot resume a run: pass the rate the run was found with.")
+    settings = LRFindSettings(**cfg.lr_find)
+    set_learning_rate(module, settings.min_lr)  # a number to build the optimizer with; the test sets its own
+    found = find_learning_rate(trainer, module, datamodule, settings)
+    if found.suggestion is None:
+        raise ConfigError(
+            "optimizer.lr=auto: the range test found no falling loss to suggest a rate from; widen "
+            "lr_find.min_lr/max_lr, raise lr_find.num_training, or set optimizer.lr."
+        )
+    set_learning_rate(module, found.suggestion)
+    if trainer.is_global_zero:
+        write_lr_find(found, Path(cfg.paths.run_dir), None)
+    log.info("optimizer.lr=auto: training with the range test's suggestion %.3g", found.suggestion)
+    return {"suggestion": found.suggestion, "settings": found.as_dict()["settings"]}
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -61,6 +84,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer: pl.Trainer = instantiate(
         cfg.trainer, callbacks=[*build_callbacks(cfg), summary], logger=build_loggers(cfg) or False
     )
+    if is_auto(cfg.optimizer):
+        summary.extra["lr_find"] = _find_learning_rate(cfg, trainer, module, datamodule, ckpt_path)
     log_hyperparameters(trainer, cfg, module, runtime)
 
     with ddp_job_scope():
