@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -298,3 +300,28 @@ def test_a_real_sweep_compares_end_to_end_and_shows_in_one_hparams_table(tmp_pat
         assert {"hp/best_val/dice", "hp/final_val/dice"} <= set(declared)
         assert logged["hp/best_val/dice"] == pytest.approx(summary["best"]["val/dice"], abs=1e-6)
         assert logged["hp/final_val/dice"] == pytest.approx(summary["final"]["val/dice"], abs=1e-6)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs a headless chromium")
+def test_the_report_renders_in_a_real_browser(sweep, tmp_path):
+    result = run_cli([str(sweep), "panel_images=0", "progress=false"], tmp_path, command="cellseg.compare")
+    assert result.returncode == 0, result.stderr
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1280,1600",
+            f"--screenshot={shot}",
+            (sweep / "comparison" / "report.html").as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    pixels = np.asarray(Image.open(shot).convert("RGB"))
+    best_row = np.all(pixels == (0xE3, 0xF2, 0xE1), axis=-1)  # the best setting's row background
+    assert best_row.sum() > 1000
+    assert (pixels.std(axis=-1) > 20).sum() > 10_000  # coloured plots were drawn, not broken images

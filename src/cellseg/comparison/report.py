@@ -19,14 +19,17 @@ th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
 td:nth-child(2), th:nth-child(2), td:last-child { text-align: left; }
 tr.best { background: #e3f2e1; font-weight: bold; }
 pre { background: #f5f5f5; padding: 0.8em; overflow-x: auto; white-space: pre-wrap; }
-img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
+figure { display: inline-block; vertical-align: top; margin: 0.4em; max-width: 48%; }
+figure.wide { max-width: 100%; }
+img { max-width: 100%; border: 1px solid #eee; }
 .note { color: #555; }
 """
 
 
 def _image(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
-    return f'<figure><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}"></figure>'
+    wide = ' class="wide"' if path.stem in ("panel",) or path.stem.startswith("curves") else ""
+    return f'<figure{wide}><img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}"></figure>'
 
 
 def _table(comparison: Comparison) -> str:
