@@ -277,6 +277,7 @@ def _hparams(run: Path) -> tuple[dict[str, object], list[str], dict[str, float]]
     return values, declared, logged
 
 
+@pytest.mark.slow
 def test_a_real_sweep_compares_end_to_end_and_shows_in_one_hparams_table(tmp_path):
     sweep = tmp_path / "multirun"
     trained = run_cli([*TINY_SWEEP, f"hydra.sweep.dir={sweep}"], tmp_path, timeout=600)
