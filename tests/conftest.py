@@ -32,6 +32,16 @@ FAST = [
     "callbacks=minimal",
 ]
 
+#: A few steps of the U-Net paper's ISBI setup on ../shared/data/isbi2012 (tests that need a real checkpoint).
+TINY_ISBI = [
+    "experiment=isbi_unet",
+    f"data.root={SHARED_DATA / 'isbi2012'}",
+    "model.init_features=8",
+    "trainer.max_epochs=1",
+    "+trainer.limit_train_batches=3",
+    "trainer.enable_progress_bar=false",
+]
+
 
 def compose_config(overrides: Sequence[str] = (), run_dir: Path | None = None) -> DictConfig:
     """The composed training config for ``overrides``, with the run directory set when given."""

@@ -50,7 +50,7 @@ from omegaconf import OmegaConf
 
 from cellseg.config import PRIMARY_CONFIG, check_command_line, config_dir, config_groups
 from cellseg.errors import CellsegError
-from tests.conftest import FAST, REPO_ROOT, SHARED_DATA
+from tests.conftest import FAST, REPO_ROOT, SHARED_DATA, TINY_ISBI
 
 DOC_FILES = sorted(
     [REPO_ROOT / "README.md", *(REPO_ROOT / "docs").glob("*.md"), *(REPO_ROOT / "experiments").glob("*.md")]
@@ -702,12 +702,7 @@ def trained(tmp_path_factory):
             if not (SHARED_DATA / "isbi2012").is_dir():
                 pytest.skip("needs ../shared/data/isbi2012 for an ISBI checkpoint")
             args = [
-                "experiment=isbi_unet",
-                f"data.root={SHARED_DATA / 'isbi2012'}",
-                "model.init_features=8",
-                "trainer.max_epochs=1",
-                "+trainer.limit_train_batches=3",
-                "trainer.enable_progress_bar=false",
+                *TINY_ISBI,
                 "callbacks=minimal",
                 "test=false",
                 f"hydra.run.dir={run}",

@@ -6,7 +6,7 @@ import pytest
 
 from cellseg.build import build_datamodule
 from cellseg.train import train
-from tests.conftest import SHARED_DATA, compose_config
+from tests.conftest import SHARED_DATA, TINY_ISBI, compose_config
 
 FAST_REAL = [
     "model.encoder=resnet18",
@@ -78,12 +78,7 @@ def test_isbi_unet_experiment_trains_evaluates_and_predicts_end_to_end(tmp_path)
 
     run = tmp_path / "run"
     train_args = [
-        "experiment=isbi_unet",
-        f"data.root={SHARED_DATA / 'isbi2012'}",
-        "model.init_features=8",
-        "trainer.max_epochs=1",
-        "+trainer.limit_train_batches=3",
-        "trainer.enable_progress_bar=false",
+        *TINY_ISBI,
         "test=false",
         f"hydra.run.dir={run}",
     ]
