@@ -595,7 +595,7 @@ TINY_EXTRA = [
     "++trainer.limit_train_batches=2",
     "++trainer.limit_val_batches=2",
     "++trainer.limit_test_batches=2",
-    "lr_find.num_training=10",
+    "lr_find.num_training=30",
 ]
 HF_CACHE = Path(
     os.environ.get(
