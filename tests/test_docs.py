@@ -9,15 +9,16 @@ Default suite:
 - every command passes its command's early check (``cellseg.config.check_command_line``: unknown keys,
   unknown group options, missing values), its overrides parse, and Hydra composes the config of each
   of its jobs (a sweep without ``-m`` fails there);
-- the cheap commands run for real as a user would type them: ``python -m cellseg.stats ...`` (builds a
-  model only), and ``--cfg job`` / ``--help``;
+- ``--cfg job`` runs for real as a user would type it (the statistics and help commands, as cheap but
+  about 13 s of imports each, run in the slow suite);
 - the error messages shown in ``text`` blocks (``$ python -m cellseg...`` then ``cellseg: error: ...``)
   are the ones the early check gives;
 - every relative link and anchor between the pages resolves.
 
-Slow suite (``-m slow``): every train command runs with tiny settings appended (skipped where it needs
-a GPU or data that is absent), and every predict / evaluate / export command runs on a checkpoint
-trained once for the purpose.
+Slow suite (``-m slow``): ``python -m cellseg.stats ...`` and ``--help`` run; every train and lr_find
+command runs with tiny settings appended (skipped where it needs a GPU or data that is absent); every
+predict / evaluate / export command runs on a checkpoint trained once for the purpose; the error
+examples are what the commands print.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 import copy
 import functools
 import itertools
+import multiprocessing
 import os
 import re
 import shlex
@@ -184,13 +186,24 @@ def _unique(commands: Sequence[DocCommand]) -> list[DocCommand]:
     return unique
 
 
+def _is_help(command: DocCommand) -> bool:
+    return bool({"--help", "-h"} & set(command.args))
+
+
 def _is_cheap(command: DocCommand) -> bool:
     """Builds a model at most: statistics, a printed config, a help text."""
-    return command.module == "stats" or bool({"--cfg", "-c", "--help", "-h"} & set(command.args))
+    return command.module == "stats" or _is_help(command) or bool({"--cfg", "-c"} & set(command.args))
 
 
 CHEAP = [c for c in _unique(COMMANDS) if _is_cheap(c)]
 RUNNABLE = [c for c in _unique(COMMANDS) if not _is_cheap(c)]
+# Each of these costs about 13 s of CPU on 2 cores, 10 of them importing torch and Lightning: the default
+# suite runs one (--cfg job, the training entry point as a user starts it); the model statistics and help
+# texts run in the slow suite (the early check above covers their arguments in the default one).
+CHEAP_PARAMS = [
+    pytest.param(c, id=c.where, marks=[] if {"--cfg", "-c"} & set(c.args) else [pytest.mark.slow])
+    for c in CHEAP
+]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -365,7 +378,7 @@ def _structurally_distinct(jobs: list[list[str]]) -> list[list[str]]:
     return distinct
 
 
-def _early_check(command: DocCommand, args: list[str], monkeypatch) -> str | None:
+def _early_check(command: DocCommand, args: list[str]) -> str | None:
     """What is wrong with the command, as its early check and Hydra's composition see it, or None."""
     if command.module == "compare":  # not a Hydra command: its own parser is the early check
         from cellseg.compare import parse_args
@@ -382,8 +395,10 @@ def _early_check(command: DocCommand, args: list[str], monkeypatch) -> str | Non
     parsed, overrides = _parse(command, args)
     import cellseg.config
 
-    if hasattr(cellseg.config, "_compose"):
-        monkeypatch.setattr(cellseg.config, "_compose", _memo_compose(cellseg.config._compose))
+    real = getattr(cellseg.config, "_compose", None)
+    if real is not None and not getattr(real, "memoised", False):  # in a worker process: patched there only
+        cellseg.config._compose = _memo_compose(real)
+        cellseg.config._compose.memoised = True
     problem = None
     try:
         check_command_line(args, config_name=config_name, job_checks=())
@@ -398,12 +413,42 @@ def _early_check(command: DocCommand, args: list[str], monkeypatch) -> str | Non
     return problem
 
 
+def _early_check_outcome(command: DocCommand) -> tuple[str, str | None]:
+    """("ok", None), ("fail", why) or ("skip", why) of one command; runs in a worker process."""
+    os.chdir(REPO_ROOT)  # the docs' relative paths are written for the repository top
+    try:
+        problem = _early_check(command, concrete(command))
+    except pytest.skip.Exception as outcome:
+        return "skip", str(outcome)
+    except pytest.fail.Exception as outcome:
+        return "fail", str(outcome)
+    return ("ok", None) if problem is None else ("fail", f"{command.where}: {command.text}\n  {problem}")
+
+
+@pytest.fixture(scope="module")
+def early_checks(request) -> dict[str, tuple[str, str | None]]:
+    """The outcomes of the selected commands' early checks, computed side by side on every core.
+
+    Each check composes Hydra configs (about 0.3 s each on 2 cores, most of this module's time), and
+    they are independent: a pool of forked workers runs them in parallel.
+    """
+    selected = [
+        item.callspec.params["command"]
+        for item in request.session.items
+        if getattr(item, "originalname", "") == "test_documented_command_passes_its_early_check"
+    ]
+    workers = max(1, min(len(selected), len(os.sched_getaffinity(0)), 4))
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        outcomes = pool.map(_early_check_outcome, selected, chunksize=1)
+    return {command.where: outcome for command, outcome in zip(selected, outcomes, strict=True)}
+
+
 @pytest.mark.parametrize("command", COMMANDS, ids=_ids(COMMANDS))
-def test_documented_command_passes_its_early_check(command, monkeypatch):
-    args = concrete(command)
-    monkeypatch.chdir(REPO_ROOT)  # the docs' relative paths are written for the repository top
-    problem = _early_check(command, args, monkeypatch)
-    assert problem is None, f"{command.where}: {command.text}\n  {problem}"
+def test_documented_command_passes_its_early_check(command, early_checks):
+    status, why = early_checks[command.where]
+    if status == "skip":
+        pytest.skip(why)
+    assert status == "ok", why
 
 
 @pytest.mark.parametrize("example", ERRORS, ids=_ids(ERRORS))
@@ -485,15 +530,26 @@ def _finish(running: Running) -> Finished:
 
 
 @pytest.fixture(scope="module")
-def cheap_runs(tmp_path_factory) -> dict[str, tuple[Path, list[str], Running]]:
-    """Every cheap command started at once (they spend most of their time importing torch)."""
+def cheap_runs(request, tmp_path_factory) -> dict[str, tuple[Path, list[str], Running]]:
+    """The selected cheap commands, started at once (they spend most of their time importing torch)."""
+    selected = [
+        item.callspec.params["command"]
+        for item in request.session.items
+        if getattr(item, "originalname", "") == "test_cheap_documented_command_runs"
+    ]
     runs = {}
-    for command in CHEAP:
+
+    def start(command: DocCommand) -> None:
         cwd = tmp_path_factory.mktemp("cheap")
         hydra_command = command.module in CONFIG_OF  # paths.output_root is a key of its config
         args = [*command.args, *([f"paths.output_root={cwd / 'outputs'}"] if hydra_command else [])]
         runs[command.where] = (cwd, args, _cli(args, cwd, f"cellseg.{command.module}"))
+
+    for command in selected:
+        start(command)
+    runs["start"] = start
     yield runs
+    runs.pop("start")
     for _, _, running in runs.values():
         running.kill()
 
@@ -508,8 +564,10 @@ def _cheap_runs_start_first(request):
         request.getfixturevalue("cheap_runs")
 
 
-@pytest.mark.parametrize("command", CHEAP, ids=_ids(CHEAP))
+@pytest.mark.parametrize("command", CHEAP_PARAMS)
 def test_cheap_documented_command_runs(command, cheap_runs):
+    if command.where not in cheap_runs:
+        cheap_runs["start"](command)
     cwd, args, process = cheap_runs[command.where]
     result = _finish(process)
     assert result.returncode == 0, result.report(command, args)
