@@ -60,5 +60,7 @@ def test_optimizer_lr_auto_trains_with_the_suggestion_and_records_it(tmp_path):
 def test_lr_find_settings_are_checked():
     with pytest.raises(ConfigError, match="need 0 < min_lr < max_lr"):
         LRFindSettings(min_lr=1.0, max_lr=0.1)
+    with pytest.raises(ConfigError, match=r"must be >= 20 steps"):
+        LRFindSettings(num_training=10)  # Lightning could not suggest a rate from 10 points
     with pytest.raises(ConfigError, match=r"lr_find\.mode is 'cubic'"):
         LRFindSettings(mode="cubic")

@@ -85,10 +85,11 @@ def hparams_metrics(
     cfg: DictConfig, best: dict[str, Any] | None, final: dict[str, Any] | None
 ) -> dict[str, float]:
     """The values of :func:`hparams_metric_names` that the run logged, from its best and final epochs."""
+    wanted = set(hparams_metric_names(cfg))
     values = {}
     for stage, entry in (("best", best), ("final", final)):
         for name, value in (entry or {}).items():
             key = f"hp/{stage}_{name}"
-            if key in hparams_metric_names(cfg) and isinstance(value, (int, float)) and math.isfinite(value):
+            if key in wanted and isinstance(value, (int, float)) and math.isfinite(value):
                 values[key] = float(value)
     return values

@@ -17,6 +17,8 @@ from cellseg.errors import ConfigError
 from cellseg.utils.io import atomic_path, write_json_atomic
 
 MODES = ("exponential", "linear")
+#: Lightning's suggestion skips the first 10 points and the last; below this too few remain.
+MIN_STEPS = 20
 
 
 @dataclass(frozen=True)
@@ -34,8 +36,11 @@ class LRFindSettings:
             raise ConfigError(
                 f"lr_find.min_lr={self.min_lr} and lr_find.max_lr={self.max_lr}: need 0 < min_lr < max_lr."
             )
-        if self.num_training < 10:
-            raise ConfigError(f"lr_find.num_training must be >= 10 steps, got {self.num_training}.")
+        if self.num_training < MIN_STEPS:
+            raise ConfigError(
+                f"lr_find.num_training must be >= {MIN_STEPS} steps (the suggestion skips the first 10 "
+                f"points of the curve), got {self.num_training}."
+            )
         if self.mode not in MODES:
             raise ConfigError(f"lr_find.mode is '{self.mode}'; expected one of {', '.join(MODES)}.")
 

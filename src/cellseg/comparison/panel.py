@@ -14,6 +14,7 @@ from cellseg.errors import CellsegError
 from cellseg.evaluation import data_config, datamodule_for
 from cellseg.inference.checkpoint import load_model
 from cellseg.inference.decode import class_map
+from cellseg.inference.inputs import InputPipeline
 from cellseg.inference.predictor import Predictor
 from cellseg.inference.tiling import TileSettings
 
@@ -51,10 +52,10 @@ def predict_panel(
     dataset = datamodule.dataset("val")
     count = min(images, len(dataset.samples))
     sources = [dataset.samples.images[i] for i in range(count)]
-    display = Predictor(reference, tiles=tiles, device="cpu", channel_names=datamodule.channel_names)
+    display = InputPipeline.from_pipeline(reference.pipeline, datamodule.channel_names)
     panel = Panel(
         names=[str(dataset.samples.names[i]) for i in range(count)],
-        inputs=[display_plane(display.inputs(s)) for s in sources],
+        inputs=[display_plane(display(s)) for s in sources],
         truths=[dataset.classes(i) for i in range(count)],
     )
     for label, ckpt in tqdm(checkpoints.items(), desc="panel", unit="setting", disable=not progress):

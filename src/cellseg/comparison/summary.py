@@ -126,7 +126,7 @@ def compare_runs(
     for setting in group_settings(scored, axes):
         summaries = {}
         for metric in chosen:
-            values = [r.scores(stage)[metric] for r in setting.runs if metric in r.scores(stage)]
+            values = [s[metric] for s in (r.scores(stage) for r in setting.runs) if metric in s]
             if values:
                 summaries[metric] = MetricSummary.of(values)
         rows.append(SettingRow(setting, summaries))
@@ -154,7 +154,7 @@ def compare_runs(
 
 def _by_seed(setting: Setting, metric: str, stage: str) -> dict[int, float]:
     return {
-        r.seed: r.scores(stage)[metric]
-        for r in setting.runs
-        if r.seed is not None and metric in r.scores(stage)
+        r.seed: s[metric]
+        for r, s in ((r, r.scores(stage)) for r in setting.runs)
+        if r.seed is not None and metric in s
     }

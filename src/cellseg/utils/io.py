@@ -72,5 +72,7 @@ def write_csv_atomic(path: str | os.PathLike[str], rows: Sequence[Mapping[str, A
     writer = csv.DictWriter(buffer, fieldnames=columns)
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: "" if _json_safe(v) is None and v is not None else v for k, v in row.items()})
+        writer.writerow(
+            {k: "" if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
+        )
     write_atomic(path, lambda handle: handle.write(buffer.getvalue().encode()))
