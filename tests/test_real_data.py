@@ -18,6 +18,7 @@ FAST_REAL = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_DATA / "isbi2012").is_dir(), reason="needs ../shared/data/isbi2012")
 def test_isbi_trains_on_slices_0_24_and_validates_on_25_29(tmp_path):
     cfg = compose_config(["data=isbi", f"data.root={SHARED_DATA / 'isbi2012'}", *FAST_REAL], run_dir=tmp_path)
@@ -30,6 +31,7 @@ def test_isbi_trains_on_slices_0_24_and_validates_on_25_29(tmp_path):
     assert "test" not in summary  # the test volume has no public labels
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     not (SHARED_DATA / "brightfield-zstack").is_dir(), reason="needs ../shared/data/brightfield-zstack"
 )

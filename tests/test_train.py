@@ -227,6 +227,7 @@ def test_multirun_runs_each_job_with_its_metrics(tmp_path):
     assert "loss.class_weights=[1,1]" in weights[0] and "loss.class_weights=[1,5]" in weights[1]
 
 
+@pytest.mark.slow
 def test_ddp_cpu_two_processes_one_run_directory(tmp_path):
     result = run_cli(
         [*FAST, "trainer=ddp_cpu", "test=true", f"hydra.run.dir={tmp_path / 'ddp'}"], cwd=tmp_path
@@ -239,6 +240,7 @@ def test_ddp_cpu_two_processes_one_run_directory(tmp_path):
     assert (tmp_path / "ddp" / "train_ddp_process_1.log").is_file()  # rank 1 ran in the same folder
 
 
+@pytest.mark.slow
 def test_ddp_cpu_multirun_gives_each_job_one_directory(tmp_path):
     """Lightning + Hydra multirun + DDP: children must re-run their own job, not the whole sweep."""
     sweep = tmp_path / "sweep"
