@@ -4,9 +4,12 @@ which run a checkpoint belongs to. Every command's "can I write there" check is 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from cellseg.errors import CheckpointNotFoundError, OutputDirError, RunExistsError
+from cellseg.utils.processes import liveness
 
 #: What each refusal suggests, by what was to be written.
 OUTPUT_ROOT_HINT = "Choose a writable location with paths.output_root=<dir> (or the CELLSEG_OUTPUT_ROOT environment variable)."
@@ -64,3 +67,14 @@ def check_checkpoint(ckpt_path: str | None) -> str | None:
             "e.g. ckpt_path=outputs/train/<date>_<time>/checkpoints/last.ckpt."
         )
     return str(path.resolve())
+
+
+def run_status(summary: Mapping[str, Any]) -> str:
+    """A run's status as metrics.json states it, except ``killed`` for a 'running' run whose writer is gone.
+
+    A SIGKILLed or pre-empted process cannot mark its own run; the host and pid it recorded tell.
+    """
+    status = str(summary.get("status", "unknown"))
+    if status == "running" and liveness(summary.get("process")) == "gone":
+        return "killed"
+    return status

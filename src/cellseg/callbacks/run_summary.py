@@ -19,6 +19,7 @@ from rich.console import Console
 
 from cellseg.errors import ConfigError
 from cellseg.utils.io import write_json_atomic
+from cellseg.utils.processes import process_identity
 from cellseg.utils.tables import print_score_table
 
 
@@ -87,6 +88,7 @@ class RunSummary(pl.Callback):
         return {
             "status": self.status,
             "error": self.error,
+            "process": process_identity(),  # tells readers a killed run from a running one
             **self.info,
             "monitor": {"metric": self.monitor, "mode": self.mode},
             "epochs_run": len({e["epoch"] for e in self.history}),

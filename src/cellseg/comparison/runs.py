@@ -19,6 +19,8 @@ from typing import Any
 import yaml
 
 from cellseg.errors import DataError
+from cellseg.runs import run_status
+from cellseg.utils.processes import liveness
 
 #: Keys every metrics.json of this cellseg version has; a file without them is from an older cellseg.
 REQUIRED_KEYS = ("status", "monitor", "best", "final", "history")
@@ -41,7 +43,9 @@ class RunRecord:
 
     @property
     def status(self) -> str:
-        return str(self.summary.get("status", "unreadable" if self.problem else "unknown"))
+        if not self.summary:
+            return "unreadable" if self.problem else "unknown"
+        return run_status(self.summary)
 
     @property
     def seed(self) -> int | None:
@@ -164,10 +168,17 @@ def read_run(folder: Path) -> RunRecord:
     missing = [key for key in REQUIRED_KEYS if key not in summary]
     if missing:
         record.problem = f"{metrics}: written by an older cellseg (no {', '.join(missing)})"
-    elif summary["status"] == "running":
+    elif record.status in ("running", "killed"):
         epochs = len(summary.get("history") or [])
         written = time.strftime("%Y-%m-%d %H:%M", time.localtime(metrics.stat().st_mtime))
-        record.problem = f"still running, or killed (metrics.json last written {written}, {epochs} epoch(s))"
+        process = summary.get("process") or {}
+        if record.status == "killed":
+            state = f"killed: its process ({process['pid']} on {process['host']}) is gone"
+        elif liveness(process) == "alive":
+            state = "still running"
+        else:  # written on another host, or by a cellseg that recorded no process
+            state = "still running, or killed"
+        record.problem = f"{state} (metrics.json last written {written}, {epochs} epoch(s))"
     elif summary["status"] != "completed":
         error = summary.get("error")
         record.problem = f"{summary['status']}" + (f": {error}" if error else "")
