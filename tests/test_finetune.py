@@ -124,6 +124,7 @@ def test_bad_settings_and_models_without_encoder_are_rejected():
         EncoderFinetuning().freeze_before_training(module)
 
 
+@pytest.mark.slow
 def test_seed001_experiment_trains(tmp_path):
     overrides = [o for o in FAST if not o.startswith("trainer.max_epochs")]
     cfg = compose_config(

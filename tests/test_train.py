@@ -198,17 +198,29 @@ def test_crash_keeps_last_checkpoint_and_marks_the_run_failed(tmp_path):
 
 
 def test_cli_run_writes_hydra_config_and_log(tmp_path):
-    result = run_cli([*FAST, "test=false", "task_name=cli"], cwd=tmp_path)
+    result = run_cli([*FAST, "test=false", "task_name=cli", "trainer.max_epochs=2"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     runs = list((tmp_path / "outputs" / "cli").iterdir())
     assert len(runs) == 1
     run = runs[0]
     assert (run / ".hydra" / "config.yaml").is_file() and (run / ".hydra" / "overrides.yaml").is_file()
-    assert (run / "train.log").is_file()
     assert _metrics(run)["choices"]["model"] == "unet"
     assert "val/dice" in result.stdout or "dice" in result.stdout  # the final metrics table
+    # The log holds a line per epoch and Lightning's own messages, without its advertising.
+    log = (run / "train.log").read_text()
+    history = _metrics(run)["history"]
+    for entry in history:
+        number = entry["epoch"] + 1
+        assert f"epoch {number}/2: train/loss " in log
+        assert f"val/dice {entry['val/dice']:.4g} (best " in log
+    assert "`Trainer.fit` stopped: `max_epochs=2` reached" in log and "Tip:" not in log + result.stdout
+    # Standard output is a pipe here, not a terminal: the epoch lines go there too, without timestamps.
+    assert [line for line in result.stdout.splitlines() if line.startswith("epoch ")] == [
+        line.split(" - ", 1)[1] for line in log.splitlines() if "[cellseg.train]" in line
+    ]
 
 
+@pytest.mark.slow
 def test_multirun_runs_each_job_with_its_metrics(tmp_path):
     result = run_cli(
         [

@@ -18,6 +18,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from cellseg import __version__
 from cellseg.build import build_callbacks, build_loggers, build_training
+from cellseg.callbacks.epoch_log import EpochLog
 from cellseg.callbacks.run_summary import RunSummary, print_run_summary
 from cellseg.cli import exit_on_bad_input, run_command
 from cellseg.config import config_dir
@@ -26,6 +27,7 @@ from cellseg.hparams import hparams_metrics, hydra_runtime, log_hyperparameters
 from cellseg.lr_finder import LRFindSettings, find_learning_rate, is_auto, set_learning_rate, write_lr_find
 from cellseg.runs import check_checkpoint, prepare_run_dir
 from cellseg.utils.ddp import ddp_job_scope
+from cellseg.utils.logs import route_lightning_logs
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ def _find_learning_rate(
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train (and test) one model as configured; returns the run summary written to metrics.json."""
+    route_lightning_logs()
     run_dir = Path(cfg.paths.run_dir)
     ckpt_path = check_checkpoint(cfg.get("ckpt_path"))
     if rank_zero_only.rank == 0:
@@ -82,7 +85,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         },
     )
     trainer: pl.Trainer = instantiate(
-        cfg.trainer, callbacks=[*build_callbacks(cfg), summary], logger=build_loggers(cfg) or False
+        cfg.trainer,
+        callbacks=[*build_callbacks(cfg), summary, EpochLog(cfg.monitor, cfg.monitor_mode)],
+        logger=build_loggers(cfg) or False,
     )
     if is_auto(cfg.optimizer):
         summary.extra["lr_find"] = _find_learning_rate(cfg, trainer, module, datamodule, ckpt_path)
