@@ -8,6 +8,9 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+import pytest
 
 from cellseg.comparison import read_runs
 from cellseg.runs import run_status
@@ -25,6 +28,18 @@ def _finished_process_identity() -> dict:
 def test_a_live_process_is_alive_and_a_finished_one_is_gone():
     assert liveness(process_identity()) == "alive"
     assert liveness(_finished_process_identity()) == "gone"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="needs Linux /proc")
+def test_an_exited_child_not_yet_reaped_is_gone():
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    identity = process_identity(child.pid)
+    deadline = time.monotonic() + 60
+    while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline, "the child never exited"
+        time.sleep(0.05)
+    assert liveness(identity) == "gone"  # os.kill(pid, 0) still succeeds on a zombie
+    child.wait()
 
 
 def test_a_reused_pid_and_another_host_are_not_taken_for_the_writer():

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from cellseg.models.stats import model_stats
+from cellseg.stage_metrics import MAIN_SCORES
 
 
 def hydra_runtime() -> dict[str, Any]:
@@ -71,13 +72,9 @@ def log_hyperparameters(
             logger.log_hyperparams(params)
 
 
-#: The metrics of the HParams table: the monitored one at the best and the final epoch, and these.
-HPARAMS_METRICS = ("val/dice", "val/iou", "val/ap50", "val/v_rand")
-
-
 def hparams_metric_names(cfg: DictConfig) -> list[str]:
     """``hp/best_<m>`` and ``hp/final_<m>`` for the monitor and the usual scores (deduplicated)."""
-    names = list(dict.fromkeys([cfg.monitor, *HPARAMS_METRICS]))
+    names = list(dict.fromkeys([cfg.monitor, *MAIN_SCORES]))
     return [f"hp/{stage}_{name}" for name in names for stage in ("best", "final")]
 
 

@@ -24,6 +24,7 @@ from cellseg.cli import exit_on_bad_input, run_command
 from cellseg.config import config_dir
 from cellseg.hparams import hydra_runtime
 from cellseg.lr_finder import LRFindSettings, find_learning_rate, set_learning_rate, write_lr_find
+from cellseg.utils.logs import route_lightning_logs
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ def training_command(overrides: list[str], lr: float) -> str:
 
 
 def lr_find(cfg: DictConfig) -> dict[str, Any]:
+    route_lightning_logs()
     run_dir = Path(cfg.paths.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(cfg.seed, workers=True)

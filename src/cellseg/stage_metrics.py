@@ -11,6 +11,8 @@ from torchmetrics import MeanMetric, Metric
 from cellseg.errors import ConfigError
 from cellseg.metrics import InstanceMetrics, IsbiMetrics, SegmentationMetrics
 
+#: The scores a run is summarised by (HParams table, per-epoch log line), where the data set logs them.
+MAIN_SCORES = ("val/dice", "val/iou", "val/ap50", "val/v_rand")
 #: Metrics a data set can ask for on top of the pixel scores (``data.eval_metrics``).
 EXTRA_METRICS = ("isbi", "instances")
 

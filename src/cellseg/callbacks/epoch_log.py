@@ -14,10 +14,9 @@ from collections.abc import Mapping
 import pytorch_lightning as pl
 import torch
 
-log = logging.getLogger("cellseg.train")
+from cellseg.stage_metrics import MAIN_SCORES
 
-#: Scores shown besides the monitored one, where the data set logs them.
-MAIN_SCORES = ("val/dice", "val/iou", "val/ap50", "val/v_rand")
+log = logging.getLogger("cellseg.train")
 
 
 def _value(metrics: Mapping[str, object], key: str) -> float | None:

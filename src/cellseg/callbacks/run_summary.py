@@ -53,6 +53,7 @@ class RunSummary(pl.Callback):
         self.extra: dict[str, Any] = {}
         self.status = "running"
         self.error: str | None = None
+        self.process: dict[str, Any] | None = None  # the training process, tells readers if it was killed
         self._started = time.monotonic()
         self._previous_wall_time = 0.0
         self._stale_train: dict[str, Any] = {}
@@ -88,7 +89,7 @@ class RunSummary(pl.Callback):
         return {
             "status": self.status,
             "error": self.error,
-            "process": process_identity(),  # tells readers a killed run from a running one
+            "process": self.process,
             **self.info,
             "monitor": {"metric": self.monitor, "mode": self.mode},
             "epochs_run": len({e["epoch"] for e in self.history}),
@@ -107,6 +108,7 @@ class RunSummary(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._started = time.monotonic()
         self.status = "running"
+        self.process = process_identity()  # here, not in __init__: under DDP spawn rank 0 is a new process
         self.write(trainer)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

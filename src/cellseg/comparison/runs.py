@@ -168,11 +168,11 @@ def read_run(folder: Path) -> RunRecord:
     missing = [key for key in REQUIRED_KEYS if key not in summary]
     if missing:
         record.problem = f"{metrics}: written by an older cellseg (no {', '.join(missing)})"
-    elif record.status in ("running", "killed"):
+    elif (status := record.status) in ("running", "killed"):
         epochs = len(summary.get("history") or [])
         written = time.strftime("%Y-%m-%d %H:%M", time.localtime(metrics.stat().st_mtime))
         process = summary.get("process") or {}
-        if record.status == "killed":
+        if status == "killed":
             state = f"killed: its process ({process['pid']} on {process['host']}) is gone"
         elif liveness(process) == "alive":
             state = "still running"
