@@ -292,3 +292,70 @@ def test_several_random_crops_per_training_image(tmp_path):
     assert all(c.shape == (1, 16, 16) for c in crops)
     with pytest.raises(ConfigError, match="crops_per_image"):
         IsbiDataModule(root=str(tmp_path), crop_size=16, crops_per_image=0, **common(["em"])).dataset("train")
+
+
+# ---------------------------------------------------------------- PNG depth and alpha
+
+
+def _write_cv2_png(path: Path, planes: np.ndarray) -> Path:
+    """A PNG of (P, H, W) planes in RGB(A) order, written by OpenCV (which stores 16-bit colour)."""
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    order = {1: [0], 3: [2, 1, 0], 4: [2, 1, 0, 3]}[planes.shape[0]]
+    assert cv2.imwrite(str(path), np.moveaxis(planes[order], 0, -1).squeeze())
+    return path
+
+
+@pytest.mark.parametrize(
+    ("planes", "dtype"), [(1, np.uint16), (3, np.uint16), (4, np.uint16), (3, np.uint8), (4, np.uint8)]
+)
+def test_png_planes_are_read_at_full_depth_in_rgba_order(tmp_path, planes, dtype):
+    from cellseg.data.io import probe_planes, read_planes
+
+    top = np.iinfo(dtype).max
+    image = RNG.integers(0, top, (planes, 9, 7), dtype=dtype)
+    path = _write_cv2_png(tmp_path / "image.png", image)
+    read = read_planes(path)
+    assert read.dtype == dtype and np.array_equal(read, image)  # bit for bit: 16-bit colour is not truncated
+    assert probe_planes(path) == (planes, 9, 7)
+
+
+def test_gray_alpha_and_palette_pngs_keep_their_planes(tmp_path):
+    from PIL import Image
+
+    from cellseg.data.io import probe_planes, read_planes
+
+    gray_alpha = RNG.integers(0, 255, (2, 5, 6), dtype=np.uint8)
+    Image.fromarray(np.moveaxis(gray_alpha, 0, -1), "LA").save(tmp_path / "la.png")
+    assert np.array_equal(read_planes(tmp_path / "la.png"), gray_alpha)
+    assert probe_planes(tmp_path / "la.png")[0] == 2
+    palette = Image.fromarray(RNG.integers(0, 255, (5, 6), dtype=np.uint8), "L").convert("P")
+    palette.save(tmp_path / "p.png")
+    assert read_planes(tmp_path / "p.png").shape == (3, 5, 6) == probe_planes(tmp_path / "p.png")
+
+
+def test_a_folder_of_rgba_pngs_names_the_alpha_plane_and_blames_the_odd_file(tmp_path):
+    for i in range(4):
+        _write_cv2_png(
+            tmp_path / "images" / f"img{i}.png", RNG.integers(0, 65535, (4, 32, 32), dtype=np.uint16)
+        )
+        write_png(tmp_path / "masks" / f"img{i}.png", cells_mask())
+    write_png(tmp_path / "images" / "gray.png", RNG.integers(0, 255, (32, 32), dtype=np.uint8))
+    write_png(tmp_path / "masks" / "gray.png", cells_mask())
+    dm = FolderDataModule(root=str(tmp_path), val_fraction=0.4, **common(["red", "alpha"]))
+    assert dm.channel_names == ("red", "green", "blue", "alpha")
+    with pytest.raises(DataError, match=r"gray.png: has 1 planes .*\(4 of 5 images have those\)"):
+        for split in ("train", "val"):
+            dm.dataset(split)
+
+
+def test_prediction_leaves_out_the_alpha_plane_for_a_model_of_the_colour_planes(tmp_path):
+    from cellseg.inference.inputs import images_in_file, split_planes
+
+    rgba = RNG.integers(0, 255, (4, 8, 8), dtype=np.uint8)
+    (image,) = split_planes(rgba, 3, "auto", tmp_path / "a.png")
+    assert np.array_equal(image, rgba[:3])
+    assert images_in_file(2, 1, "auto", tmp_path / "gray_alpha.png") == 1
+    with pytest.raises(DataError, match="has 4 plane"):
+        images_in_file(4, 3, "auto", tmp_path / "four_pages.tif")  # a TIFF's planes are all data

@@ -1,7 +1,7 @@
 """Decoding microscope image files into arrays (P, H, W) in their native dtype.
 
 ``P`` is every plane of the file: the pages of a multi-page TIFF, its channels, or the colour
-channels of a PNG/JPG. Whether planes are channels of one image or separate images (slices of a
+channels of a PNG/JPG (red, green, blue, then alpha where the file has one; 8 or 16 bit as stored). Whether planes are channels of one image or separate images (slices of a
 stack) is for the caller to decide.
 """
 
@@ -14,6 +14,8 @@ import numpy as np
 from cellseg.errors import DataError
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+#: Formats whose planes are colours (gray or RGB, then alpha where present), not free channels.
+COLOUR_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def _read_tiff(path: Path) -> tuple[np.ndarray, str]:
@@ -82,29 +84,58 @@ def probe_planes(path: str | Path) -> tuple[int, int, int]:
         from PIL import Image
 
         with Image.open(path) as image:
-            bands = 3 if image.mode in ("RGBA", "LA", "P", "CMYK") else len(image.getbands())
+            if image.mode == "P":
+                bands = 4 if "transparency" in image.info else 3
+            else:
+                bands = _MODE_PLANES.get(image.mode, 1)
             return bands, image.height, image.width
     except Exception as error:
         raise DataError(f"{path}: cannot be read as an image ({type(error).__name__}: {error}).") from error
+
+
+#: PNG colour types (the IHDR byte after the bit depth) whose planes OpenCV returns as BGRA.
+_PNG_GRAY_ALPHA = 4
+#: Planes per Pillow mode, as :func:`read_planes` returns them (palettes become RGB, or RGBA with transparency).
+_MODE_PLANES = {"LA": 2, "La": 2, "RGB": 3, "YCbCr": 3, "CMYK": 3, "RGBA": 4, "RGBa": 4, "PA": 4}
+
+
+def _png_colour_type(data: np.ndarray) -> int | None:
+    """The colour type from a PNG's header (None for other formats)."""
+    return int(data[25]) if data[:8].tobytes() == b"\x89PNG\r\n\x1a\n" and data.size > 25 else None
+
+
+def _read_png_or_jpeg(path: Path) -> np.ndarray:
+    """(P, H, W) at the file's own depth (8 or 16 bit): gray 1 plane, gray+alpha 2, RGB 3, RGBA 4.
+
+    OpenCV decodes 16-bit colour PNGs at full depth (Pillow truncates them to 8 bit); its BGR(A)
+    order is turned into RGB(A) here. Alpha is kept as the last plane: select planes with channels=.
+    """
+    import cv2
+
+    data = np.fromfile(path, dtype=np.uint8)
+    array = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if array is None:
+        raise DataError(
+            f"{path}: cannot be read as an image; the file is truncated, corrupt or not a {path.suffix}."
+        )
+    if array.ndim == 2:
+        return array[None]
+    planes = np.moveaxis(array, -1, 0)
+    if planes.shape[0] == 3:
+        return np.ascontiguousarray(planes[::-1])
+    rgba = planes[[2, 1, 0, 3]]
+    return np.ascontiguousarray(rgba[[0, 3]] if _png_colour_type(data) == _PNG_GRAY_ALPHA else rgba)
 
 
 def read_planes(path: str | Path) -> np.ndarray:
     """All planes of an image file as (P, H, W), native dtype (uint8, uint16, float, ...)."""
     path = Path(path)
     _check_image_path(path)
-    suffix = path.suffix.lower()
     try:
-        if suffix in (".tif", ".tiff"):
+        if path.suffix.lower() in (".tif", ".tiff"):
             array, axes = _read_tiff(path)
             return _planes_first(array, axes)
-        from PIL import Image
-
-        with Image.open(path) as image:
-            image.load()
-            if image.mode in ("RGBA", "LA", "P", "CMYK"):
-                image = image.convert("RGB")
-            array = np.asarray(image)
-        return array[None] if array.ndim == 2 else np.moveaxis(array, -1, 0)
+        return _read_png_or_jpeg(path)
     except DataError:
         raise
     except Exception as error:

@@ -7,7 +7,8 @@ source channels (``pages``):
 - ``images``: each group of C consecutive planes is one image (a stack of slices; P a multiple of C);
 - ``auto`` (default): one image when P == C; otherwise a TIFF whose P is a multiple of C is a stack
   (ISBI's 30-page volume for a 1-channel model). A PNG/JPG is always one image; a gray image saved as
-  RGB (three equal colour planes) is read as one gray channel.
+  RGB (three equal colour planes) is read as one gray channel, and the alpha plane of an RGBA (or
+  gray+alpha) file is left out for a model of three (one) channels.
 """
 
 from __future__ import annotations
@@ -50,6 +51,11 @@ def expand_inputs(spec: str | Sequence[str]) -> list[Path]:
     raise DataError(f"input '{spec}' does not exist (give an image file, a folder of images or a glob).")
 
 
+def _has_extra_alpha(num_planes: int, channels: int, path: Path) -> bool:
+    """A PNG/JPG with an alpha plane (gray+alpha, RGBA) for a model of its colour planes only."""
+    return path.suffix.lower() not in _TIFF and num_planes in (2, 4) and num_planes == channels + 1
+
+
 def images_in_file(num_planes: int, channels: int, pages: str, path: Path) -> int:
     """How many images of ``channels`` planes the file holds; a DataError when its planes do not fit."""
     if pages not in PAGE_MODES:
@@ -57,7 +63,7 @@ def images_in_file(num_planes: int, channels: int, pages: str, path: Path) -> in
     is_tiff = path.suffix.lower() in _TIFF
     one_image = pages == "channels" or (pages == "auto" and (num_planes == channels or not is_tiff))
     gray_as_rgb = not is_tiff and channels == 1 and num_planes == 3
-    if one_image and (num_planes == channels or gray_as_rgb):
+    if one_image and (num_planes == channels or gray_as_rgb or _has_extra_alpha(num_planes, channels, path)):
         return 1
     if not one_image and num_planes % channels == 0:
         return num_planes // channels
@@ -71,6 +77,8 @@ def images_in_file(num_planes: int, channels: int, pages: str, path: Path) -> in
 def split_planes(planes: np.ndarray, channels: int, pages: str, path: Path) -> list[np.ndarray]:
     """The (C, H, W) images held by a file's planes (P, H, W) (see the module docstring)."""
     count = images_in_file(planes.shape[0], channels, pages, path)
+    if count == 1 and _has_extra_alpha(planes.shape[0], channels, path):
+        return [planes[:channels]]  # alpha is not an intensity the model was trained on
     if count == 1 and planes.shape[0] != channels:  # an RGB file of a gray image
         if not (np.array_equal(planes[0], planes[1]) and np.array_equal(planes[0], planes[2])):
             raise DataError(

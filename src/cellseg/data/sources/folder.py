@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from cellseg.data.io import IMAGE_SUFFIXES, image_stem, images_in_folder, read_planes
+from cellseg.data.io import (
+    COLOUR_SUFFIXES,
+    IMAGE_SUFFIXES,
+    image_stem,
+    images_in_folder,
+    probe_planes,
+    read_planes,
+)
 from cellseg.data.pipeline.dataset import SampleSet
 from cellseg.data.pipeline.masks import MaskDecoder
 from cellseg.data.sources.base import SegmentationDataModule
@@ -72,6 +80,10 @@ class PairsDataModule(SegmentationDataModule):
         self.split_seed = split_seed
         self.decoder = MaskDecoder(**dict(mask or {}))
         self._channel_names = tuple(channel_names) if channel_names else None
+        self._plane_counts: Counter[int] = Counter()
+        self._colour_files = (
+            False  # every image a PNG/JPG  # images per plane count, once channel_names read them
+        )
         self._splits: dict[str, list[Pair]] | None = None
 
     def find_pairs(self) -> dict[str, list[Pair]]:
@@ -92,21 +104,31 @@ class PairsDataModule(SegmentationDataModule):
     @property
     def channel_names(self) -> tuple[str, ...]:
         if self._channel_names is None:
-            planes = self._planes_of_first_readable_image()
+            planes = self._planes_of_most_images()
             defaults = {1: ("gray",), 3: ("red", "green", "blue")}
+            if self._colour_files:  # a PNG/JPG's 2nd or 4th plane is its alpha; a TIFF's planes are data
+                defaults |= {2: ("gray", "alpha"), 4: ("red", "green", "blue", "alpha")}
             self._channel_names = defaults.get(planes, tuple(f"ch{i}" for i in range(planes)))
         return self._channel_names
 
-    def _planes_of_first_readable_image(self) -> int:
-        """Plane count of the data set's images (bad files are reported later, all together)."""
+    def _planes_of_most_images(self) -> int:
+        """The plane count most of the data set's images have (read from their headers), so that a file
+        that differs is the one blamed; unreadable files are reported later, all together."""
+        counts: Counter[int] = Counter()
         first_error: DataError | None = None
         for pairs in self.splits().values():
             for pair in pairs:
                 try:
-                    return read_planes(pair.image).shape[0]
+                    counts[probe_planes(pair.image)[0]] += 1
                 except DataError as error:
                     first_error = first_error or error
-        raise first_error or DataError(f"No images found under {self.root}.")
+        if not counts:
+            raise first_error or DataError(f"No images found under {self.root}.")
+        self._plane_counts = counts
+        self._colour_files = all(
+            pair.image.suffix.lower() in COLOUR_SUFFIXES for pairs in self.splits().values() for pair in pairs
+        )
+        return counts.most_common(1)[0][0]
 
     def has_split(self, split: str) -> bool:
         return bool(self.splits().get(split))
@@ -114,9 +136,15 @@ class PairsDataModule(SegmentationDataModule):
     def _load(self, pair: Pair) -> tuple[str, np.ndarray, np.ndarray | None]:
         image = read_planes(pair.image)
         if image.shape[0] != len(self.channel_names):
+            counts = self._plane_counts
+            most = (
+                f" ({counts[len(self.channel_names)]} of {counts.total()} images have those)"
+                if counts
+                else ""
+            )
             raise DataError(
                 f"{pair.image}: has {image.shape[0]} planes but the data set's channels are "
-                f"{list(self.channel_names)}; fix the file or data.channel_names."
+                f"{list(self.channel_names)}{most}; fix the file or data.channel_names."
             )
         if pair.mask is None:
             return pair.name, image, None
