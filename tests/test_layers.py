@@ -26,7 +26,14 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "cellseg.data.downloads",
         "cellseg.data.pipeline",
     ),
-    ("cellseg.data", "cellseg.data.sources", "cellseg.stage_metrics", "cellseg.callbacks", "cellseg.runs"),
+    (
+        "cellseg.data",
+        "cellseg.data.sources",
+        "cellseg.stage_metrics",
+        "cellseg.callbacks",
+        "cellseg.runs",
+        "cellseg.sweep_resume",
+    ),
     (
         "cellseg.module",
         "cellseg.inference",
@@ -37,7 +44,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "cellseg.lr_finder",
     ),
     ("cellseg.config",),
-    ("cellseg.build", "cellseg.cli"),
+    ("cellseg.build", "cellseg.cli", "cellseg.preflight"),
 )
 
 

@@ -105,6 +105,87 @@ def check_key(cfg: DictConfig, key: str) -> None:
         walked.append(part)
 
 
+#: Number-valued keys that also take words: ``None`` means any word (Lightning checks those itself).
+WORD_VALUES: dict[str, tuple[str, ...] | None] = {
+    "optimizer.lr": ("auto",),
+    "trainer.precision": None,
+    "trainer.devices": None,
+}
+
+
+def _typed_values(override: Override) -> list[Any]:
+    """The override's values as Hydra parsed them (int, float, bool, str, list, ...); [] for an interval."""
+    if not override.is_sweep_override():
+        return [override.value()]
+    if override.value_type in (ValueType.SIMPLE_CHOICE_SWEEP, ValueType.RANGE_SWEEP):
+        return list(override.sweep_iterator())
+    return []  # interval(...) sweeps: numbers by construction; the sweeper samples them
+
+
+def _expected_type(default: Any) -> str | None:
+    """What a value must be to replace ``default``: a name for the message, None when anything goes."""
+    if isinstance(default, bool):
+        return "true or false"
+    if isinstance(default, int | float):
+        return "a number"
+    if isinstance(default, list | ListConfig):
+        return "a list such as [1,2]"
+    if isinstance(default, dict | DictConfig):
+        return "a mapping such as {a:1}"
+    return None  # strings (paths, names) and null defaults: their consumers check them
+
+
+def _fits(value: Any, expected: str) -> bool:
+    if value is None:
+        return True
+    if expected == "true or false":
+        return isinstance(value, bool)
+    if expected == "a number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if expected.startswith("a list"):
+        return isinstance(value, list)
+    return isinstance(value, dict)
+
+
+def check_value_types(cfg: DictConfig, override: Override) -> None:
+    """Raise ConfigError when an override's value is not of the kind its default is (``seed=abc``).
+
+    The default is the composed config's value of the key; interpolated and string-valued keys are
+    left to the code that reads them, and keys listed in WORD_VALUES may also take those words.
+    """
+    key = override.key_or_group
+    parent_key, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key, throw_on_resolution_failure=False) if parent_key else cfg
+    if isinstance(parent, ListConfig) and leaf.isdigit() and int(leaf) < len(parent):
+        node = parent._get_node(int(leaf))
+    elif isinstance(parent, DictConfig) and leaf in parent.keys():  # noqa: SIM118 - see check_key
+        node = parent._get_node(leaf)
+    else:
+        return
+    if node is None or node._is_interpolation() or node._is_missing():
+        return
+    default = node._value()
+    expected = _expected_type(default)
+    if expected is None:
+        return
+    words = WORD_VALUES.get(key, ())
+    if words is None:
+        return
+    for value in _typed_values(override):
+        if not _fits(value, expected) and value not in words:
+            also = f" (or {', '.join(words)})" if words else ""
+            raise ConfigError(
+                f"{key}={_yaml(value)}: expected {expected}{also}, like its default {key}={_yaml(default)}."
+            )
+
+
+def _yaml(value: Any) -> str:
+    """A value as it is written on the command line (true, null, 'abc' stays abc)."""
+    if isinstance(value, ListConfig | DictConfig):
+        value = OmegaConf.to_container(value)
+    return OmegaConf.to_yaml({"v": value}).strip()[3:].replace("\n", " ")
+
+
 def _single_run(override: Override) -> str | None:
     """The override as one plain ``key=value`` (a sweep's first value), for composing one job's config."""
     if override.is_delete() or not override.is_sweep_override():
@@ -138,8 +219,9 @@ def check_command_line(
     root: Path | None = None,
     config_name: str = PRIMARY_CONFIG,
     job_checks: Sequence[Callable[[DictConfig], None]] = (),
-) -> None:
-    """Check a ``cellseg.train`` command line against the config tree before Hydra starts the run.
+) -> DictConfig | None:
+    """Check a ``cellseg.train`` command line against the config tree before Hydra starts the run;
+    returns the composed config of the (first) job, or None where no job would run (``--cfg``, help).
 
     ``config_name`` is the primary config the command composes (``stats`` for ``cellseg.stats``);
     ``job_checks`` are the command's own checks of the composed job config (e.g. that predict's
@@ -156,13 +238,13 @@ def check_command_line(
     try:
         parsed = get_args_parser().parse_args(list(args))
     except SystemExit:
-        return  # malformed flags: Hydra reports those itself
+        return None  # malformed flags: Hydra reports those itself
     if parsed.config_name or parsed.config_dir or parsed.config_path or parsed.help or parsed.hydra_help:
-        return  # another primary config or search path, or a help request: Hydra's business
+        return None  # another primary config or search path, or a help request: Hydra's business
     try:
         overrides = OverridesParser.create().parse_overrides(parsed.overrides)
     except OverrideParseException:
-        return  # a syntax error: Hydra's own message points at the offending character
+        return None  # a syntax error: Hydra's own message points at the offending character
     groups = set(config_groups(root))
     key_overrides: list[Override] = []
     for override in overrides:
@@ -181,19 +263,37 @@ def check_command_line(
     structure = [line for o in overrides if id(o) not in plain_keys and (line := _single_run(o)) is not None]
     cfg = _compose(root, structure, config_name)
     if cfg is None:
-        return  # a composition problem of another kind: Hydra reports it in its own words
+        return None  # a composition problem of another kind: Hydra reports it in its own words
     OmegaConf.set_struct(cfg, False)
     for override in key_overrides:
         check_key(cfg, override.key_or_group)
-    if parsed.cfg is None and not parsed.info:
-        job = _compose(root, [line for line in map(_single_run, overrides) if line is not None], config_name)
-        if job is not None:
-            check_required_values(job)
-            check_writable(
-                OmegaConf.select(job, "hydra.sweep.dir" if parsed.multirun else "hydra.run.dir"), "runs to"
-            )
-            for check in job_checks:
-                check(job)
+        check_value_types(cfg, override)
+    if parsed.cfg is not None or parsed.info:
+        return None
+    job = _compose(root, [line for line in map(_single_run, overrides) if line is not None], config_name)
+    if job is not None:
+        check_required_values(job)
+        check_writable(
+            OmegaConf.select(job, "hydra.sweep.dir" if parsed.multirun else "hydra.run.dir"), "runs to"
+        )
+        for check in job_checks:
+            check(job)
+    return job
+
+
+def is_multirun(args: Sequence[str]) -> bool:
+    """Whether the command line asks Hydra for a multirun (``-m``/``--multirun``)."""
+    from hydra._internal.utils import get_args_parser
+
+    try:
+        return bool(get_args_parser().parse_args(list(args)).multirun)
+    except SystemExit:
+        return False
+
+
+def sets_key(args: Sequence[str], key: str) -> bool:
+    """Whether the command line overrides ``key`` itself (``key=...``, ``+key=...`` or ``++key=...``)."""
+    return any(arg.lstrip("+").split("=", 1)[0] == key for arg in args)
 
 
 def _compose(root: Path, overrides: Sequence[str], config_name: str = PRIMARY_CONFIG) -> DictConfig | None:

@@ -122,7 +122,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    run_command("evaluate", _hydra_main, job_checks=(check_before_start,))
+    run_command("evaluate", _hydra_main, job_checks=(check_before_start,), new_folder=True)
 
 
 if __name__ == "__main__":

@@ -64,7 +64,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main() -> None:
-    run_command("lr_find", _hydra_main)
+    run_command("lr_find", _hydra_main, new_folder=True)
 
 
 if __name__ == "__main__":

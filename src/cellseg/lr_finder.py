@@ -3,6 +3,7 @@ its record: ``python -m cellseg.lr_find`` and ``optimizer.lr=auto`` of ``python 
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -11,10 +12,13 @@ from typing import Any
 
 import pytorch_lightning as pl
 from matplotlib.figure import Figure
+from omegaconf import DictConfig
 from pytorch_lightning.tuner import Tuner
 
 from cellseg.errors import ConfigError
 from cellseg.utils.io import atomic_path, write_json_atomic
+
+log = logging.getLogger(__name__)
 
 MODES = ("exponential", "linear")
 #: Lightning's suggestion skips the first 10 points and the last; below this too few remain.
@@ -143,3 +147,24 @@ def write_lr_find(result: LRFindResult, folder: Path, command: str | None) -> di
     write_json_atomic(paths["json"], {**result.as_dict(), "command": command})
     plot_lr_find(result, paths["png"])
     return paths
+
+
+def learning_rate_for_run(
+    cfg: DictConfig, trainer: pl.Trainer, module: pl.LightningModule, datamodule: Any, ckpt_path: str | None
+) -> dict[str, Any]:
+    """optimizer.lr=auto: the range test's suggestion becomes the rate; returns what metrics.json records."""
+    if ckpt_path is not None:
+        raise ConfigError("optimizer.lr=auto cannot resume a run: pass the rate the run was found with.")
+    settings = LRFindSettings(**cfg.lr_find)
+    set_learning_rate(module, settings.min_lr)  # a number to build the optimizer with; the test sets its own
+    found = find_learning_rate(trainer, module, datamodule, settings)
+    if found.suggestion is None:
+        raise ConfigError(
+            "optimizer.lr=auto: the range test found no falling loss to suggest a rate from; widen "
+            "lr_find.min_lr/max_lr, raise lr_find.num_training, or set optimizer.lr."
+        )
+    set_learning_rate(module, found.suggestion)
+    if trainer.is_global_zero:
+        write_lr_find(found, Path(cfg.paths.run_dir), None)
+    log.info("optimizer.lr=auto: training with the range test's suggestion %.3g", found.suggestion)
+    return {"suggestion": found.suggestion, "settings": found.as_dict()["settings"]}

@@ -3,7 +3,9 @@ which run a checkpoint belongs to. Every command's "can I write there" check is 
 
 from __future__ import annotations
 
+import itertools
 import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,15 +31,78 @@ def check_writable(path: str | Path, what: str, hint: str = OUTPUT_ROOT_HINT) ->
     return path
 
 
-def prepare_run_dir(run_dir: str | Path) -> Path:
-    """Create the run directory; refuse an unwritable one or one that already holds another run's results."""
+#: What a training run writes into its folder; a folder holding any of them belongs to a run.
+RUN_ENTRIES = ("metrics.json", "checkpoints", ".hydra", "train.log")
+
+
+def run_entries(folder: str | Path) -> list[str]:
+    """The entries of ``folder`` that a training run wrote (empty when it holds no run)."""
+    folder = Path(folder)
+    return [name for name in RUN_ENTRIES if (folder / name).exists()]
+
+
+def is_training_run(folder: str | Path) -> bool:
+    """True for a folder with a training run's results (its metrics.json or checkpoints)."""
+    return any((Path(folder) / name).exists() for name in ("metrics.json", "checkpoints"))
+
+
+def sweep_entries(folder: str | Path) -> list[str]:
+    """What a multirun left in ``folder``: its multirun.yaml and the job folders that hold a run."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    jobs = sorted(p.name for p in folder.iterdir() if p.is_dir() and run_entries(p))
+    return (["multirun.yaml"] if (folder / "multirun.yaml").exists() else []) + jobs
+
+
+def claim_new_folder(path: str | Path) -> Path:
+    """Create ``path`` as a new, empty folder of this process, atomically; ``<path>_2``, ``_3``, ... when
+    another process took it first (two runs started in the same second never share a folder)."""
+    path = Path(path).absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for candidate in itertools.chain(
+        [path], (path.with_name(f"{path.name}_{n}") for n in itertools.count(2))
+    ):
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise AssertionError("unreachable")  # itertools.count never ends
+
+
+def claim_given_folder(path: str | Path, key: str, held: list[str]) -> Path:
+    """Use the folder the user named with ``key``, refusing one that already holds ``held`` results."""
+    path = Path(path).absolute()
+    if held:
+        shown = ", ".join(held[:5]) + (", ..." if len(held) > 5 else "")
+        raise RunExistsError(
+            f"{key}='{path}' already holds results of another run ({shown}); refusing to touch them. "
+            f"Choose a new folder for {key}, or leave it out to get a new time-stamped one."
+        )
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def remove_unstarted_run(folder: str | Path) -> bool:
+    """Remove a folder cellseg claimed for a run that was refused before it started, when it holds
+    nothing but what Hydra wrote; returns whether it did. A folder with anything else is kept."""
+    folder = Path(folder)
+    hydra_wrote = lambda p: p.name == ".hydra" or (p.suffix == ".log" and p.is_file())  # noqa: E731
+    if not folder.is_dir() or not all(map(hydra_wrote, folder.iterdir())):
+        return False
+    shutil.rmtree(folder)
+    return True
+
+
+def check_new_run_dir(run_dir: str | Path) -> Path:
+    """Refuse an unwritable run directory, or one that already holds another run's results; creates nothing."""
     run_dir = Path(run_dir)
     check_writable(
         run_dir,
         "to the output directory",
         "Choose a writable location with paths.output_root=<dir> (or hydra.run.dir=<dir>).",
     )
-    run_dir.mkdir(parents=True, exist_ok=True)
     existing = [
         p for p in (run_dir / "metrics.json", *sorted((run_dir / "checkpoints").glob("*.ckpt"))) if p.exists()
     ]
@@ -47,6 +112,13 @@ def prepare_run_dir(run_dir: str | Path) -> Path:
             f"({', '.join(p.name for p in existing)}); refusing to overwrite them. "
             "Start a new run (the default directory is time-stamped) or pass another hydra.run.dir."
         )
+    return run_dir
+
+
+def prepare_run_dir(run_dir: str | Path) -> Path:
+    """Create the run directory after :func:`check_new_run_dir`'s checks."""
+    run_dir = check_new_run_dir(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 from torchmetrics import MeanMetric, Metric
@@ -84,6 +86,16 @@ class StageMetrics(nn.Module):
             if extra is not None:
                 values.update(extra.compute())
         return values
+
+    def names(self) -> list[str]:
+        """The keys :meth:`compute` returns, known before any batch: the scores of empty states."""
+        names = {"loss"}
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for metric in (self.scores, self.isbi, self.instances):
+                if metric is not None:
+                    names.update(type(metric).compute(metric))  # unwrapped: no caching, no sync
+        return sorted(names)
 
     def reset(self) -> None:
         for metric in self._metrics():

@@ -6,6 +6,7 @@ and the run directory contract (``metrics.json``, checkpoints, TensorBoard) is k
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -19,13 +20,16 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from cellseg import __version__
 from cellseg.build import build_callbacks, build_loggers, build_training
 from cellseg.callbacks.epoch_log import EpochLog
-from cellseg.callbacks.run_summary import RunSummary, print_run_summary
+from cellseg.callbacks.epoch_seeds import EpochSeeds
+from cellseg.callbacks.run_summary import RunSummary, print_run_summary, write_rejected_run
 from cellseg.cli import exit_on_bad_input, run_command
 from cellseg.config import config_dir
-from cellseg.errors import ConfigError
+from cellseg.errors import CellsegError
 from cellseg.hparams import hparams_metrics, hydra_runtime, log_hyperparameters
-from cellseg.lr_finder import LRFindSettings, find_learning_rate, is_auto, set_learning_rate, write_lr_find
-from cellseg.runs import check_checkpoint, prepare_run_dir
+from cellseg.lr_finder import is_auto, learning_rate_for_run
+from cellseg.preflight import check_monitor, check_resume_fits, check_training_values, read_resume_checkpoint
+from cellseg.runs import check_new_run_dir, prepare_run_dir
+from cellseg.sweep_resume import planned_job
 from cellseg.utils.ddp import ddp_job_scope
 from cellseg.utils.logs import route_lightning_logs
 
@@ -38,59 +42,56 @@ def _best_checkpoint(trainer: pl.Trainer, monitor: str) -> str | None:
     return next((p for p in paths if p), None)
 
 
-def _find_learning_rate(
-    cfg: DictConfig, trainer: pl.Trainer, module: pl.LightningModule, datamodule: Any, ckpt_path: str | None
-) -> dict[str, Any]:
-    """optimizer.lr=auto: the range test's suggestion becomes the rate; returns what metrics.json records."""
-    if ckpt_path is not None:
-        raise ConfigError("optimizer.lr=auto cannot resume a run: pass the rate the run was found with.")
-    settings = LRFindSettings(**cfg.lr_find)
-    set_learning_rate(module, settings.min_lr)  # a number to build the optimizer with; the test sets its own
-    found = find_learning_rate(trainer, module, datamodule, settings)
-    if found.suggestion is None:
-        raise ConfigError(
-            "optimizer.lr=auto: the range test found no falling loss to suggest a rate from; widen "
-            "lr_find.min_lr/max_lr, raise lr_find.num_training, or set optimizer.lr."
-        )
-    set_learning_rate(module, found.suggestion)
-    if trainer.is_global_zero:
-        write_lr_find(found, Path(cfg.paths.run_dir), None)
-    log.info("optimizer.lr=auto: training with the range test's suggestion %.3g", found.suggestion)
-    return {"suggestion": found.suggestion, "settings": found.as_dict()["settings"]}
+def _run_info(cfg: DictConfig, ckpt_path: str | None) -> dict[str, Any]:
+    """What metrics.json records about the run besides its scores."""
+    return {
+        "run_dir": str(Path(cfg.paths.run_dir).resolve()),
+        "task_name": cfg.task_name,
+        "tags": list(cfg.tags),
+        "seed": cfg.seed,
+        "cellseg_version": __version__,
+        "resumed_from": ckpt_path,
+        **hydra_runtime(),
+    }
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train (and test) one model as configured; returns the run summary written to metrics.json."""
     route_lightning_logs()
     run_dir = Path(cfg.paths.run_dir)
-    ckpt_path = check_checkpoint(cfg.get("ckpt_path"))
+    job = planned_job(cfg.sweep.resume, run_dir) if cfg.get("sweep", {}).get("resume") else None
+    if job is not None and job.action == "skip":
+        log.info("sweep.resume: this job completed before; its results are kept as they are.")
+        return json.loads((Path(cfg.sweep.resume) / run_dir.name / "metrics.json").read_text())
+    check_training_values(cfg)
+    resume = read_resume_checkpoint(
+        job.ckpt_path if job is not None and job.action == "resume" else cfg.get("ckpt_path")
+    )
+    ckpt_path = resume[0] if resume else None
     if rank_zero_only.rank == 0:
-        prepare_run_dir(run_dir)
+        check_new_run_dir(run_dir)
     pl.seed_everything(cfg.seed, workers=True)
 
     datamodule, module = build_training(cfg)
+    check_monitor(cfg.monitor, module)
+    if resume:
+        check_resume_fits(*resume, module, cfg.trainer.get("max_epochs") if cfg.train else None)
+    if rank_zero_only.rank == 0:
+        prepare_run_dir(run_dir)  # only now: a run refused by its checks leaves no folder
     runtime = hydra_runtime()
-    summary = RunSummary(
-        run_dir,
-        monitor=cfg.monitor,
-        mode=cfg.monitor_mode,
-        info={
-            "run_dir": str(run_dir.resolve()),
-            "task_name": cfg.task_name,
-            "tags": list(cfg.tags),
-            "seed": cfg.seed,
-            "cellseg_version": __version__,
-            "resumed_from": ckpt_path,
-            **runtime,
-        },
-    )
+    summary = RunSummary(run_dir, monitor=cfg.monitor, mode=cfg.monitor_mode, info=_run_info(cfg, ckpt_path))
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
-        callbacks=[*build_callbacks(cfg), summary, EpochLog(cfg.monitor, cfg.monitor_mode)],
+        callbacks=[
+            *build_callbacks(cfg),
+            summary,
+            EpochLog(cfg.monitor, cfg.monitor_mode),
+            EpochSeeds(cfg.seed),
+        ],
         logger=build_loggers(cfg) or False,
     )
     if is_auto(cfg.optimizer):
-        summary.extra["lr_find"] = _find_learning_rate(cfg, trainer, module, datamodule, ckpt_path)
+        summary.extra["lr_find"] = learning_rate_for_run(cfg, trainer, module, datamodule, ckpt_path)
     log_hyperparameters(trainer, cfg, module, runtime)
 
     with ddp_job_scope():
@@ -119,16 +120,24 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return summary.summary()
 
 
+def _record_rejection(error: CellsegError, cfg: DictConfig) -> None:
+    """A sweep's job refused by its checks: its metrics.json says so, and the sweep goes on."""
+    if rank_zero_only.rank == 0:
+        write_rejected_run(Path(cfg.paths.run_dir), cfg.monitor, _run_info(cfg, cfg.get("ckpt_path")), error)
+
+
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
 def _hydra_main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the monitored best value so Hydra sweepers can optimise it."""
-    result = exit_on_bad_input(train)(cfg)
+    result = exit_on_bad_input(train, on_rejected=_record_rejection)(cfg)
+    if result is None:
+        return None  # a job of a sweep refused by its checks: recorded in its metrics.json
     best = result.get("best") or {}
     return best.get(cfg.monitor)
 
 
 def main() -> None:
-    run_command("train", _hydra_main)
+    run_command("train", _hydra_main, new_folder=True)
 
 
 if __name__ == "__main__":

@@ -157,6 +157,14 @@ class RunSummary(pl.Callback):
         self.write(trainer)
 
 
+def write_rejected_run(run_dir: Path, monitor: str, info: Mapping[str, Any], error: BaseException) -> None:
+    """metrics.json of a job refused by its checks before it started: status ``rejected`` and why."""
+    summary = RunSummary(run_dir, monitor=monitor, info=info)
+    summary.status, summary.error = "rejected", str(error)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(summary.path, {**summary.summary(), "wall_time_s": 0.0})
+
+
 def print_run_summary(summary: Mapping[str, Any], console: Console | None = None) -> None:
     """Final, best and test scores side by side, one metric per row, then epochs, time and status."""
     best, final = summary.get("best") or {}, summary.get("final") or {}

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cellseg.errors import ConfigError, OutputDirError
-from cellseg.runs import check_writable
+from cellseg.errors import ConfigError, OutputDirError, RunExistsError
+from cellseg.runs import check_writable, is_training_run, run_entries
 from cellseg.utils.io import atomic_path, write_atomic
 
 MASK_FORMATS = ("png", "tif")
@@ -58,11 +58,18 @@ def instance_dtype(labels: Sequence[np.ndarray]) -> type[np.integer]:
 
 
 def check_output_folder(folder: str | Path, overwrite: bool, ignore: Sequence[str] = ()) -> Path:
-    """Refuse a folder that already holds files (besides ``ignore``) unless ``overwrite``; nothing is deleted."""
+    """Refuse a training run's folder, and one that already holds files (besides ``ignore``) unless
+    ``overwrite``; nothing is deleted."""
     folder = Path(folder).expanduser()
     if folder.exists() and not folder.is_dir():
         raise OutputDirError(f"output '{folder}' is a file, not a folder; give a folder for the results.")
     check_writable(folder, "results to", "Choose a writable folder with output=<dir>.")
+    if is_training_run(folder):
+        raise RunExistsError(
+            f"output folder '{folder}' is a training run's folder (it holds {', '.join(run_entries(folder))}); "
+            "nothing is ever written into a run, whatever overwrite says. Choose another folder, "
+            "e.g. output=<run>/predictions."
+        )
     if folder.is_dir() and not overwrite:
         present = sorted(p.name for p in folder.iterdir() if p.name not in ignore)
         if present:

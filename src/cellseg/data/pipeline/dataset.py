@@ -55,9 +55,12 @@ class SegmentationDataset(Dataset):
     """Turns decoded images and instance maps into model-ready tensors.
 
     Targets are deterministic, so each image's instances and classes are computed once and kept.
-    Randomness (channel draws and dropout, crops, augmentation) comes from a generator seeded by
-    ``torch.initial_seed()``, which ``seed_everything(workers=True)`` makes distinct per worker and
-    reproducible per run; albumentations is re-seeded from it because it otherwise seeds from the OS.
+    Randomness (channel draws and dropout, crops, augmentation) of a sample is drawn from a generator
+    keyed by (seed, epoch, sample index): the same whatever the loader workers, the DDP rank or the
+    order, so a run resumed at epoch k draws exactly what the uninterrupted run drew. ``seed`` defaults
+    to ``torch.initial_seed()`` (the run's seed after ``seed_everything``); the epoch is set by
+    :meth:`set_epoch` and shared with worker processes; albumentations is re-seeded from the same
+    generator because it otherwise seeds from the OS.
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class SegmentationDataset(Dataset):
         training: bool = False,
         crops_per_image: int = 1,
         weight_map: Callable[[np.ndarray], np.ndarray] | None = None,
+        seed: int | None = None,
     ) -> None:
         if crops_per_image < 1:
             raise ConfigError(f"data.crops_per_image must be >= 1, got {crops_per_image}.")
@@ -84,8 +88,8 @@ class SegmentationDataset(Dataset):
         self.training = training
         # Few large images (a microscope field, an EM slice): several random crops of each per epoch.
         self.repeats = crops_per_image if crop_size is not None else 1
-        self._rng: np.random.Generator | None = None
-        self._rng_seed: int | None = None
+        self.seed = torch.initial_seed() if seed is None else int(seed)
+        self.epoch = torch.zeros((), dtype=torch.int64).share_memory_()  # seen by persistent workers too
         self.instances = self._instances(samples, channels.channels_used)
         self.weight_map = weight_map
         self._classes: dict[int, np.ndarray] = {}
@@ -124,17 +128,20 @@ class SegmentationDataset(Dataset):
             self._weights[index] = self.weight_map(np.maximum(self.instances[index], 0)).astype(np.float32)
         return self._weights[index]
 
-    def _generator(self) -> np.random.Generator:
-        seed = torch.initial_seed()
-        if self._rng is None or self._rng_seed != seed:
-            self._rng, self._rng_seed = np.random.default_rng(seed), seed
-            if self.augment is not None and hasattr(self.augment, "set_random_seed"):
-                self.augment.set_random_seed(seed % 2**32)
-        return self._rng
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch whose random draws the next samples take."""
+        self.epoch.fill_(int(epoch))
+
+    def _generator(self, index: int) -> np.random.Generator:
+        """Sample ``index``'s generator in the current epoch; albumentations is seeded from it."""
+        rng = np.random.default_rng([self.seed % 2**63, int(self.epoch), index])
+        if self.augment is not None and hasattr(self.augment, "set_random_seed"):
+            self.augment.set_random_seed(int(rng.integers(2**32)))
+        return rng
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = self._generator(index)
         index %= len(self.samples)
-        rng = self._generator()
         image = self.channels.apply(
             self.samples.images[index], self.normalization, rng, training=self.training
         )

@@ -10,13 +10,14 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from cellseg.data.pipeline.channels import BoundChannels, ChannelStrategy
 from cellseg.data.pipeline.dataset import SampleSet, SegmentationDataset
 from cellseg.data.pipeline.normalize import Normalization
 from cellseg.data.pipeline.targets import Target
 from cellseg.errors import ConfigError, DataError
+from cellseg.utils.seeds import epoch_seed
 
 SPLITS = ("train", "val", "test")
 
@@ -87,6 +88,9 @@ class SegmentationDataModule(pl.LightningDataModule, ABC):
         self.eval_metrics = tuple(eval_metrics)
         self.weight_map = weight_map
         self._datasets: dict[str, SegmentationDataset] = {}
+        self._order = torch.Generator()  # the training order; reseeded per epoch by set_epoch
+        self._worker_seeds = torch.Generator()  # loader workers' base seeds (unused by the datasets)
+        self._epoch: int | None = None
 
     @property
     @abstractmethod
@@ -151,23 +155,45 @@ class SegmentationDataModule(pl.LightningDataModule, ABC):
         for split in wanted.get(stage or "fit", ("train", "val")):
             self.dataset(split)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Make the coming epoch's sample order and random draws those of epoch ``epoch`` of this seed,
+        whether the run got there without a break or was resumed (see SegmentationDataset).
+
+        Setting the epoch it is at already changes nothing: a resumed run sets it before its loader
+        starts and again at the epoch's start, and the order must not be drawn afresh in between."""
+        if epoch == self._epoch:
+            return
+        self._epoch = epoch
+        for dataset in self._datasets.values():
+            dataset.set_epoch(epoch)
+        seed = self._datasets["train"].seed if "train" in self._datasets else torch.initial_seed()
+        self._order.manual_seed(epoch_seed(seed, epoch))
+        self._worker_seeds.manual_seed(epoch_seed(seed + 1, epoch))
+
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         dataset = self.dataset(split)
-        sampler = None
+        if self._epoch is None:
+            self.set_epoch(0)
         trainer = self.trainer
-        if not shuffle and trainer is not None and trainer.world_size > 1:
+        if shuffle:  # Lightning swaps in a DistributedSampler (seeded, set per epoch) under DDP
+            sampler = RandomSampler(dataset, generator=self._order)
+        elif trainer is not None and trainer.world_size > 1:
             sampler = UnpaddedDistributedSampler(
                 dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
             )
+        else:
+            sampler = None
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
             sampler=sampler,
             drop_last=shuffle and len(dataset) > batch_size,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.persistent_workers and self.num_workers > 0,
+            # The workers' base seed (drawn whenever a loader starts) comes from a generator of its
+            # own, so starting a loader never moves the global stream that dropout draws from.
+            generator=self._worker_seeds,
         )
 
     def train_dataloader(self) -> DataLoader:
