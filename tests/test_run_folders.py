@@ -6,7 +6,6 @@ import json
 import multiprocessing
 import subprocess
 import sys
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -23,7 +22,7 @@ def _claim(path: str, queue) -> None:
 
 
 def test_processes_racing_for_one_folder_each_get_their_own(tmp_path):
-    context = multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("fork")  # started at once: they race for the name
     queue = context.Queue()
     workers = [context.Process(target=_claim, args=(str(tmp_path / "run"), queue)) for _ in range(6)]
     for worker in workers:
@@ -95,14 +94,20 @@ def test_two_runs_started_together_get_two_folders_with_their_own_results(tmp_pa
 
 def test_a_run_pointed_at_an_existing_run_touches_none_of_its_files(tmp_path):
     run_dir = tmp_path / "run"
-    first = run_cli([*FAST, "test=false", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
-    assert first.returncode == 0, first.stderr[-3000:]
-    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
-    time.sleep(1)
+    for name, content in {
+        ".hydra/config.yaml": "seed: 1\n",
+        ".hydra/overrides.yaml": "- seed=1\n",
+        "train.log": "epoch 1/1: ...\n",
+        "metrics.json": '{"status": "completed"}',
+        "checkpoints/last.ckpt": "weights",
+    }.items():
+        (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (run_dir / name).write_text(content)
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in run_dir.rglob("*") if p.is_file()}
     second = run_cli([*FAST, "test=false", "seed=7", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
     assert second.returncode == 2
     assert "already holds results of another run" in second.stderr and "Traceback" not in second.stderr
-    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in run_dir.rglob("*") if p.is_file()} == before
 
 
 def test_a_run_refused_by_its_checks_leaves_no_folder(tmp_path):
