@@ -69,6 +69,7 @@ def _start(args: list[str], cwd: Path) -> subprocess.Popen:
     )
 
 
+@pytest.mark.slow
 def test_two_runs_started_together_get_two_folders_with_their_own_results(tmp_path):
     # Every time-stamped folder of the next two minutes is taken already: both runs must claim new
     # names, and when they start in the same second they race for the same one.
