@@ -38,7 +38,7 @@ def _train(args: list[str], run_dir: Path, cwd: Path, extra: tuple[str, ...] = (
     return run_cli([*args, *extra, f"hydra.run.dir={run_dir}"], cwd=cwd, env=env)
 
 
-def _state(run_dir: Path, workers: int) -> tuple[dict, list]:
+def _state(run_dir: Path) -> tuple[dict, list]:
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     history = json.loads((run_dir / "metrics.json").read_text())["history"]
     return checkpoint, [{k: v for k, v in e.items() if k != "step"} for e in history]
@@ -59,8 +59,8 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(tmp_path, workers):
     resumed = _train(run, tmp_path / "resumed", tmp_path, (f"ckpt_path={last}",))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
-    expected, expected_history = _state(tmp_path / "whole", workers)
-    got, got_history = _state(tmp_path / "resumed", workers)
+    expected, expected_history = _state(tmp_path / "whole")
+    got, got_history = _state(tmp_path / "resumed")
     assert got["epoch"] == expected["epoch"] == 2
     different = [k for k, v in expected["state_dict"].items() if not torch.equal(v, got["state_dict"][k])]
     assert different == [], f"{len(different)} of {len(expected['state_dict'])} tensors differ"

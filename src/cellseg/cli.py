@@ -149,16 +149,16 @@ def run_command(
     except CellsegError as error:
         print(f"cellseg: error: {error}", file=sys.stderr)
         sys.exit(BAD_INPUT)
+    status = 0
     try:
         hydra_main()
     except SystemExit as stop:
         if claimed is not None and not multirun and stop.code == BAD_INPUT:
             remove_unstarted_run(claimed)
+        raise
+    finally:  # a sweep is counted also when Hydra ends it with an error
         if claimed is not None and multirun:
             finish_resume(claimed)
-            report_sweep(claimed)
-        raise
-    if claimed is not None and multirun:
-        finish_resume(claimed)
-        if status := report_sweep(claimed):
-            sys.exit(status)
+            status = report_sweep(claimed)
+    if status:
+        sys.exit(status)

@@ -122,29 +122,23 @@ def _typed_values(override: Override) -> list[Any]:
     return []  # interval(...) sweeps: numbers by construction; the sweeper samples them
 
 
-def _expected_type(default: Any) -> str | None:
-    """What a value must be to replace ``default``: a name for the message, None when anything goes."""
-    if isinstance(default, bool):
-        return "true or false"
-    if isinstance(default, int | float):
-        return "a number"
-    if isinstance(default, list | ListConfig):
-        return "a list such as [1,2]"
-    if isinstance(default, dict | DictConfig):
-        return "a mapping such as {a:1}"
-    return None  # strings (paths, names) and null defaults: their consumers check them
+def is_number(value: Any) -> bool:
+    """An int or float, not a bool (which Python counts as an int)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _fits(value: Any, expected: str) -> bool:
-    if value is None:
-        return True
-    if expected == "true or false":
-        return isinstance(value, bool)
-    if expected == "a number":
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if expected.startswith("a list"):
-        return isinstance(value, list)
-    return isinstance(value, dict)
+#: What a value must be to replace a default of each kind: its name in messages, and the test.
+_KINDS: tuple[tuple[type | tuple[type, ...], str, Callable[[Any], bool]], ...] = (
+    (bool, "true or false", lambda v: isinstance(v, bool)),
+    ((int, float), "a number", is_number),
+    ((list, ListConfig), "a list such as [1,2]", lambda v: isinstance(v, list)),
+    ((dict, DictConfig), "a mapping such as {a:1}", lambda v: isinstance(v, dict)),
+)
+
+
+def _expected_kind(default: Any) -> tuple[str, Callable[[Any], bool]] | None:
+    """The kind of value that may replace ``default``; None for strings and nulls, whose readers check them."""
+    return next(((name, fits) for kind, name, fits in _KINDS if isinstance(default, kind)), None)
 
 
 def check_value_types(cfg: DictConfig, override: Override) -> None:
@@ -165,17 +159,16 @@ def check_value_types(cfg: DictConfig, override: Override) -> None:
     if node is None or node._is_interpolation() or node._is_missing():
         return
     default = node._value()
-    expected = _expected_type(default)
-    if expected is None:
-        return
+    expected = _expected_kind(default)
     words = WORD_VALUES.get(key, ())
-    if words is None:
+    if expected is None or words is None:
         return
+    name, fits = expected
     for value in _typed_values(override):
-        if not _fits(value, expected) and value not in words:
+        if value is not None and not fits(value) and value not in words:
             also = f" (or {', '.join(words)})" if words else ""
             raise ConfigError(
-                f"{key}={_yaml(value)}: expected {expected}{also}, like its default {key}={_yaml(default)}."
+                f"{key}={_yaml(value)}: expected {name}{also}, like its default {key}={_yaml(default)}."
             )
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from cellseg.config import is_number
 from cellseg.errors import ConfigError
 from cellseg.inference.checkpoint import CheckpointError, read_checkpoint
 from cellseg.module import SegmentationModule
@@ -18,10 +19,6 @@ from cellseg.runs import check_checkpoint
 TRAINING_STATE = ("optimizer_states", "loops", "epoch")
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _is_integer(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -29,12 +26,12 @@ def _is_integer(value: Any) -> bool:
 def check_training_values(cfg: DictConfig) -> None:
     """Values that would otherwise fail deep inside Lightning or torch, after data was prepared."""
     lr = cfg.optimizer.get("lr")
-    if lr != "auto" and not (_is_number(lr) and lr > 0):
+    if lr != "auto" and not (is_number(lr) and lr > 0):
         raise ConfigError(
             f"optimizer.lr={lr}: expected a positive number (e.g. 1e-3), or auto for the LR finder."
         )
     decay = cfg.optimizer.get("weight_decay")
-    if decay is not None and not (_is_number(decay) and decay >= 0):
+    if decay is not None and not (is_number(decay) and decay >= 0):
         raise ConfigError(f"optimizer.weight_decay={decay}: expected a number >= 0.")
     epochs = cfg.trainer.get("max_epochs")
     if epochs is not None and not (_is_integer(epochs) and (epochs >= 1 or epochs == -1)):

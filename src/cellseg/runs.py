@@ -3,7 +3,6 @@ which run a checkpoint belongs to. Every command's "can I write there" check is 
 
 from __future__ import annotations
 
-import itertools
 import os
 import shutil
 from collections.abc import Mapping
@@ -60,15 +59,14 @@ def claim_new_folder(path: str | Path) -> Path:
     another process took it first (two runs started in the same second never share a folder)."""
     path = Path(path).absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    for candidate in itertools.chain(
-        [path], (path.with_name(f"{path.name}_{n}") for n in itertools.count(2))
-    ):
+    candidate, number = path, 1
+    while True:
         try:
             candidate.mkdir()
+            return candidate
         except FileExistsError:
-            continue
-        return candidate
-    raise AssertionError("unreachable")  # itertools.count never ends
+            number += 1
+            candidate = path.with_name(f"{path.name}_{number}")
 
 
 def claim_given_folder(path: str | Path, key: str, held: list[str]) -> Path:
@@ -88,8 +86,9 @@ def remove_unstarted_run(folder: str | Path) -> bool:
     """Remove a folder cellseg claimed for a run that was refused before it started, when it holds
     nothing but what Hydra wrote; returns whether it did. A folder with anything else is kept."""
     folder = Path(folder)
-    hydra_wrote = lambda p: p.name == ".hydra" or (p.suffix == ".log" and p.is_file())  # noqa: E731
-    if not folder.is_dir() or not all(map(hydra_wrote, folder.iterdir())):
+    if not folder.is_dir() or any(
+        p.name != ".hydra" and not (p.suffix == ".log" and p.is_file()) for p in folder.iterdir()
+    ):
         return False
     shutil.rmtree(folder)
     return True
@@ -112,13 +111,6 @@ def check_new_run_dir(run_dir: str | Path) -> Path:
             f"({', '.join(p.name for p in existing)}); refusing to overwrite them. "
             "Start a new run (the default directory is time-stamped) or pass another hydra.run.dir."
         )
-    return run_dir
-
-
-def prepare_run_dir(run_dir: str | Path) -> Path:
-    """Create the run directory after :func:`check_new_run_dir`'s checks."""
-    run_dir = check_new_run_dir(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
 

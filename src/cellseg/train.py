@@ -28,7 +28,7 @@ from cellseg.errors import CellsegError
 from cellseg.hparams import hparams_metrics, hydra_runtime, log_hyperparameters
 from cellseg.lr_finder import is_auto, learning_rate_for_run
 from cellseg.preflight import check_monitor, check_resume_fits, check_training_values, read_resume_checkpoint
-from cellseg.runs import check_new_run_dir, prepare_run_dir
+from cellseg.runs import check_new_run_dir
 from cellseg.sweep_resume import planned_job
 from cellseg.utils.ddp import ddp_job_scope
 from cellseg.utils.logs import route_lightning_logs
@@ -59,7 +59,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Train (and test) one model as configured; returns the run summary written to metrics.json."""
     route_lightning_logs()
     run_dir = Path(cfg.paths.run_dir)
-    job = planned_job(cfg.sweep.resume, run_dir) if cfg.get("sweep", {}).get("resume") else None
+    job = planned_job(cfg.sweep.resume, run_dir) if cfg.sweep.resume else None
     if job is not None and job.action == "skip":
         log.info("sweep.resume: this job completed before; its results are kept as they are.")
         return json.loads((Path(cfg.sweep.resume) / run_dir.name / "metrics.json").read_text())
@@ -77,7 +77,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     if resume:
         check_resume_fits(*resume, module, cfg.trainer.get("max_epochs") if cfg.train else None)
     if rank_zero_only.rank == 0:
-        prepare_run_dir(run_dir)  # only now: a run refused by its checks leaves no folder
+        run_dir.mkdir(parents=True, exist_ok=True)  # only now: a run refused by its checks leaves no folder
     runtime = hydra_runtime()
     summary = RunSummary(run_dir, monitor=cfg.monitor, mode=cfg.monitor_mode, info=_run_info(cfg, ckpt_path))
     trainer: pl.Trainer = instantiate(

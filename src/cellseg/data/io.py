@@ -1,8 +1,9 @@
 """Decoding microscope image files into arrays (P, H, W) in their native dtype.
 
 ``P`` is every plane of the file: the pages of a multi-page TIFF, its channels, or the colour
-channels of a PNG/JPG (red, green, blue, then alpha where the file has one; 8 or 16 bit as stored). Whether planes are channels of one image or separate images (slices of a
-stack) is for the caller to decide.
+channels of a PNG/JPG (red, green, blue, then alpha where the file has one; 8 or 16 bit as stored).
+Whether planes are channels of one image or separate images (slices of a stack) is for the caller to
+decide.
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ from cellseg.errors import DataError
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
 #: Formats whose planes are colours (gray or RGB, then alpha where present), not free channels.
 COLOUR_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+#: PNG colour types (the IHDR byte after the bit depth) whose planes OpenCV returns as BGRA.
+_PNG_GRAY_ALPHA = 4
+#: Planes per Pillow mode, as :func:`read_planes` returns them (palettes become RGB, or RGBA with transparency).
+_MODE_PLANES = {"LA": 2, "La": 2, "RGB": 3, "YCbCr": 3, "CMYK": 3, "RGBA": 4, "RGBa": 4, "PA": 4}
 
 
 def _read_tiff(path: Path) -> tuple[np.ndarray, str]:
@@ -91,12 +97,6 @@ def probe_planes(path: str | Path) -> tuple[int, int, int]:
             return bands, image.height, image.width
     except Exception as error:
         raise DataError(f"{path}: cannot be read as an image ({type(error).__name__}: {error}).") from error
-
-
-#: PNG colour types (the IHDR byte after the bit depth) whose planes OpenCV returns as BGRA.
-_PNG_GRAY_ALPHA = 4
-#: Planes per Pillow mode, as :func:`read_planes` returns them (palettes become RGB, or RGBA with transparency).
-_MODE_PLANES = {"LA": 2, "La": 2, "RGB": 3, "YCbCr": 3, "CMYK": 3, "RGBA": 4, "RGBa": 4, "PA": 4}
 
 
 def _png_colour_type(data: np.ndarray) -> int | None:

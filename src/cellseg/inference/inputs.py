@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from cellseg.data.io import IMAGE_SUFFIXES, images_in_folder, probe_planes
+from cellseg.data.io import COLOUR_SUFFIXES, IMAGE_SUFFIXES, images_in_folder, probe_planes
 from cellseg.data.pipeline.channels import BoundChannels, ChannelStrategy
 from cellseg.data.pipeline.normalize import Normalization
 from cellseg.errors import ConfigError, DataError
@@ -53,7 +53,7 @@ def expand_inputs(spec: str | Sequence[str]) -> list[Path]:
 
 def _has_extra_alpha(num_planes: int, channels: int, path: Path) -> bool:
     """A PNG/JPG with an alpha plane (gray+alpha, RGBA) for a model of its colour planes only."""
-    return path.suffix.lower() not in _TIFF and num_planes in (2, 4) and num_planes == channels + 1
+    return path.suffix.lower() in COLOUR_SUFFIXES and num_planes in (2, 4) and num_planes == channels + 1
 
 
 def images_in_file(num_planes: int, channels: int, pages: str, path: Path) -> int:

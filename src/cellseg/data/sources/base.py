@@ -88,6 +88,7 @@ class SegmentationDataModule(pl.LightningDataModule, ABC):
         self.eval_metrics = tuple(eval_metrics)
         self.weight_map = weight_map
         self._datasets: dict[str, SegmentationDataset] = {}
+        self._seed = torch.initial_seed()  # the run's seed: the data module is built after seed_everything
         self._order = torch.Generator()  # the training order; reseeded per epoch by set_epoch
         self._worker_seeds = torch.Generator()  # loader workers' base seeds (unused by the datasets)
         self._epoch: int | None = None
@@ -147,7 +148,9 @@ class SegmentationDataModule(pl.LightningDataModule, ABC):
                 training=training,
                 crops_per_image=self.crops_per_image,
                 weight_map=self.weight_map,
+                seed=self._seed,
             )
+            self._datasets[split].set_epoch(self._epoch or 0)
         return self._datasets[split]
 
     def setup(self, stage: str | None = None) -> None:
@@ -166,9 +169,8 @@ class SegmentationDataModule(pl.LightningDataModule, ABC):
         self._epoch = epoch
         for dataset in self._datasets.values():
             dataset.set_epoch(epoch)
-        seed = self._datasets["train"].seed if "train" in self._datasets else torch.initial_seed()
-        self._order.manual_seed(epoch_seed(seed, epoch))
-        self._worker_seeds.manual_seed(epoch_seed(seed + 1, epoch))
+        self._order.manual_seed(epoch_seed(self._seed, epoch))
+        self._worker_seeds.manual_seed(epoch_seed(self._seed + 1, epoch))
 
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         dataset = self.dataset(split)

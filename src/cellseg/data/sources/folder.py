@@ -80,10 +80,7 @@ class PairsDataModule(SegmentationDataModule):
         self.split_seed = split_seed
         self.decoder = MaskDecoder(**dict(mask or {}))
         self._channel_names = tuple(channel_names) if channel_names else None
-        self._plane_counts: Counter[int] = Counter()
-        self._colour_files = (
-            False  # every image a PNG/JPG  # images per plane count, once channel_names read them
-        )
+        self._plane_counts: Counter[int] = Counter()  # images per plane count, once channel_names read them
         self._splits: dict[str, list[Pair]] | None = None
 
     def find_pairs(self) -> dict[str, list[Pair]]:
@@ -106,7 +103,9 @@ class PairsDataModule(SegmentationDataModule):
         if self._channel_names is None:
             planes = self._planes_of_most_images()
             defaults = {1: ("gray",), 3: ("red", "green", "blue")}
-            if self._colour_files:  # a PNG/JPG's 2nd or 4th plane is its alpha; a TIFF's planes are data
+            images = [pair.image for pairs in self.splits().values() for pair in pairs]
+            if all(image.suffix.lower() in COLOUR_SUFFIXES for image in images):
+                # a PNG/JPG's 2nd or 4th plane is its alpha; a TIFF's planes are data
                 defaults |= {2: ("gray", "alpha"), 4: ("red", "green", "blue", "alpha")}
             self._channel_names = defaults.get(planes, tuple(f"ch{i}" for i in range(planes)))
         return self._channel_names
@@ -125,9 +124,6 @@ class PairsDataModule(SegmentationDataModule):
         if not counts:
             raise first_error or DataError(f"No images found under {self.root}.")
         self._plane_counts = counts
-        self._colour_files = all(
-            pair.image.suffix.lower() in COLOUR_SUFFIXES for pairs in self.splits().values() for pair in pairs
-        )
         return counts.most_common(1)[0][0]
 
     def has_split(self, split: str) -> bool:
