@@ -102,6 +102,15 @@ def test_bootstrap_intervals_are_the_exact_percentiles_of_the_resampled_mean():
     assert mean_and_sd([1.0, 2.0, 3.0]) == pytest.approx((2.0, 1.0))
 
 
+def test_a_resumed_or_requeued_job_is_the_same_setting_as_the_others(tmp_path):
+    """sweep.resume / sweep.requeued say how a job was run, not what: they make no axis of their own."""
+    for job, seed in enumerate((1, 2)):
+        write_run(tmp_path / str(job), seed, 0.8, {"loss.cell_weight": 1.0})
+    write_run(tmp_path / "2", 3, 0.8, {"loss.cell_weight": 1.0, "sweep.resume": "/s", "sweep.requeued": True})
+    comparison = compare_runs(read_runs(find_run_folders([tmp_path]), progress=False))
+    assert comparison.axes == [] and [row.n for row in comparison.rows] == [3]
+
+
 def test_sign_flip_p_value_counts_the_sign_patterns_at_least_as_extreme():
     # Of the 8 sign patterns of (1, 2, 3), only (+,+,+) and (-,-,-) reach |mean| >= 2.
     assert sign_flip_p_value([1.0, 2.0, 3.0]) == pytest.approx(2 / 8)

@@ -17,7 +17,7 @@ from cellseg.comparison.runs import RunRecord
 
 #: Keys that differ between runs without making a different setting.
 REPLICATE_KEY = "seed"
-IGNORED_PREFIXES = ("hydra", "paths", "tags", "ckpt_path")
+IGNORED_PREFIXES = ("hydra", "paths", "tags", "ckpt_path", "sweep")  # sweep.resume: how, not what
 
 
 def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
