@@ -39,3 +39,23 @@ class KillAtBatch(pl.Callback):
             return
         if trainer.current_epoch == self.epoch and batch_idx == self.batch:
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+class PreemptAtBatch(pl.Callback):
+    """Sends its own process the pre-emption signal submitit listens for (USR2) at ``batch`` of ``epoch``,
+    in the run whose folder is named ``job``, unless the run resumed from a checkpoint (a requeued one)."""
+
+    def __init__(self, epoch: int, batch: int, job: str) -> None:
+        self.epoch, self.batch, self.job = epoch, batch, job
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx
+    ) -> None:
+        import os
+        import signal
+        from pathlib import Path
+
+        if trainer.ckpt_path is not None or Path(trainer.default_root_dir).name != self.job:
+            return
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            os.kill(os.getpid(), signal.SIGUSR2)

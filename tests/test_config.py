@@ -119,6 +119,12 @@ def test_sweep_values_are_checked_too():
     with pytest.raises(ConfigError, match="'adamm'"):
         check_command_line(["optimizer=adam,adamm"])
     check_command_line(["optimizer=adam,sgd", "optimizer.lr=0.1,0.01", "loss.class_weights=[1,1],[1,5]"])
+    # an Optuna search space: the choices are checked, the interval is the sweeper's to sample
+    assert check_command_line(
+        ["-m", "optimizer.lr=tag(log, interval(1e-4, 1e-2))", "optimizer=choice(adam, sgd)"]
+    )
+    with pytest.raises(ConfigError, match="'adamm'"):
+        check_command_line(["-m", "optimizer.lr=interval(1e-4, 1e-2)", "optimizer=choice(adam, adamm)"])
 
 
 def test_keys_of_the_chosen_option_are_valid():

@@ -264,10 +264,16 @@ def _parse(command: DocCommand, args: Sequence[str]):
 
 
 def _jobs(parsed, overrides) -> list[list[str]]:
-    """The override lists of the jobs the command starts: one, or one per point of a sweep."""
+    """The override lists of the jobs the command starts: one, or one per point of a sweep (an
+    interval, which an Optuna search samples, stands here for its lower end)."""
     if not parsed.multirun:
         return [list(parsed.overrides)]
-    (batch,) = BasicSweeper.split_arguments(overrides, None)
+    parser = OverridesParser.create()
+    points = [
+        parser.parse_override(f"{o.get_key_element()}={o.value().start}") if o.is_interval_sweep() else o
+        for o in overrides
+    ]
+    (batch,) = BasicSweeper.split_arguments(points, None)
     return batch
 
 
@@ -638,6 +644,7 @@ def test_every_link_between_the_pages_resolves(path):
 # Settings the tiny runs always shrink, even where a command sets them itself.
 SHRINK = {
     "trainer.max_epochs",
+    "hydra.sweeper.n_trials",
     "data.num_train",
     "data.num_val",
     "data.num_test",
@@ -654,6 +661,7 @@ TINY_EXTRA = [
     "++trainer.limit_val_batches=2",
     "++trainer.limit_test_batches=2",
     "lr_find.num_training=30",
+    "hydra.sweeper.n_trials=2",  # an Optuna search (only where the command has that sweeper)
 ]
 HF_CACHE = Path(
     os.environ.get(
@@ -682,6 +690,10 @@ def _skip_reason(command: DocCommand, args: Sequence[str]) -> str | None:
     gpus = torch.cuda.device_count()
     for arg in args:
         key, _, value = arg.partition("=")
+        if (key == "hydra/launcher" and value == "slurm") or (key == "trainer" and value == "slurm"):
+            return "needs a SLURM cluster (tests/test_cluster.py checks the sbatch script it writes)"
+        if key == "sweep.resume":
+            return "resumes a stopped sweep (tests/test_sweep_resume.py and test_optuna_search.py stop and resume real ones)"
         if key == "trainer" and value in {"gpu", "ddp"} and gpus == 0:
             return f"trainer={value} needs a CUDA GPU"
         if (
@@ -728,7 +740,9 @@ def _value(args: Sequence[str], key: str) -> str:
 
 def _number_of_jobs(command: DocCommand, args: Sequence[str]) -> int:
     parsed, overrides = _parse(command, args)
-    return len(_jobs(parsed, overrides))
+    jobs = _jobs(parsed, overrides)
+    trials = OmegaConf.select(_compose(CONFIG_OF[command.module], jobs[0]), "hydra.sweeper.n_trials")
+    return len(jobs) if trials is None else trials  # an Optuna search runs n_trials jobs
 
 
 def _write_images(folder: Path, planes: int, count: int = 2, size: int = 96) -> None:

@@ -33,6 +33,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "cellseg.callbacks",
         "cellseg.runs",
         "cellseg.sweep_resume",
+        "cellseg.optuna_search",
+        "cellseg.cluster",
     ),
     (
         "cellseg.module",

@@ -78,3 +78,14 @@ def test_a_sigkilled_training_run_is_reported_killed_by_compare(tmp_path):
     [record] = read_runs([run_dir], progress=False)
     assert record.status == "killed"
     assert f"killed: its process ({child.pid} on" in record.problem and "epoch(s)" in record.problem
+
+
+def test_how_a_run_that_raised_ended_is_named():
+    import optuna
+
+    from cellseg.callbacks.run_summary import exception_status
+
+    assert exception_status(KeyboardInterrupt()) == "interrupted"
+    assert exception_status(SystemExit(3)) == "interrupted"  # submitit's exit after a pre-emption signal
+    assert exception_status(optuna.TrialPruned("at epoch 2")) == "pruned"
+    assert exception_status(RuntimeError("CUDA out of memory")) == "failed"

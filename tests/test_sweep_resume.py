@@ -8,9 +8,20 @@ import signal
 from pathlib import Path
 
 import pytest
+import yaml
 
 from cellseg.errors import ConfigError
-from cellseg.sweep_resume import PlannedJob, plan_resume, sweep_jobs
+from cellseg.sweep_resume import (
+    PLAN_DIR,
+    PlannedJob,
+    apply_plan,
+    check_same_search,
+    job_subdir,
+    plan_resume,
+    plan_resume_folders,
+    planned_job,
+    sweep_jobs,
+)
 from tests.conftest import FAST, REPO_ROOT, run_cli
 
 SWEEP = [
@@ -89,3 +100,34 @@ def test_a_command_line_that_is_not_the_sweeps_is_refused(tmp_path):
         plan_resume(tmp_path, sweep_jobs(["-m", "seed=7,8"]))
     with pytest.raises(ConfigError, match="is not a multirun folder"):
         plan_resume(tmp_path / "0", [["seed=1"]])
+
+
+def test_a_resumed_search_plans_only_the_jobs_that_did_not_end(tmp_path):
+    """An Optuna search's study runs its interrupted trials again; jobs that ended are told trials."""
+    (tmp_path / "multirun.yaml").write_text("{}")
+    for number, status in enumerate(["completed", "pruned", "failed", "rejected", "interrupted"]):
+        _job(tmp_path / str(number), [f"optimizer.lr={number}"], status, last=True)
+    _job(tmp_path / "5", ["optimizer.lr=5"], None)
+    plan = plan_resume_folders(tmp_path)
+    assert plan == {
+        4: PlannedJob("resume", str(tmp_path / "4" / "checkpoints" / "last.ckpt"), "interrupted"),
+        5: PlannedJob("run", reason="no results"),
+    }
+    apply_plan(tmp_path, plan)
+    assert sorted(p.name for p in (tmp_path / PLAN_DIR).iterdir()) == ["4.json", "5.json"]  # one file a job
+    assert (
+        planned_job(tmp_path, tmp_path / "4").action == "resume"
+        and planned_job(tmp_path, tmp_path / "0") is None
+    )
+    assert job_subdir(str(tmp_path), 4) == "4"
+
+
+def test_a_search_resumes_only_with_its_own_command_line(tmp_path):
+    (tmp_path / "multirun.yaml").write_text(
+        yaml.safe_dump({"hydra": {"overrides": {"task": ["optimizer.lr=interval(1e-4,1e-2)", "seed=1"]}}})
+    )
+    check_same_search(
+        tmp_path, ["-m", "optimizer.lr=interval(1e-4,1e-2)", "seed=1", f"sweep.resume={tmp_path}"]
+    )
+    with pytest.raises(ConfigError, match=r"was searched with optimizer\.lr=interval"):
+        check_same_search(tmp_path, ["-m", "optimizer.lr=interval(1e-3,1e-1)", "seed=1"])

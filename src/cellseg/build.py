@@ -6,6 +6,7 @@ pipeline must add to each batch, and the LightningModule receives it ready-made.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytorch_lightning as pl
@@ -21,6 +22,9 @@ from cellseg.data.sources.base import SegmentationDataModule
 from cellseg.errors import ConfigError
 from cellseg.losses import build_loss, weight_map_settings
 from cellseg.module import SegmentationModule
+from cellseg.sweep_resume import OPTUNA_SWEEPER
+
+log = logging.getLogger(__name__)
 
 
 def plain(node: Any) -> Any:
@@ -94,6 +98,31 @@ def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
     if not cfg.trainer.get("enable_progress_bar", True):
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     return callbacks
+
+
+def _optuna_trial() -> bool:
+    """Whether this job runs a trial of ``hydra/sweeper=optuna``."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return False
+    return HydraConfig.get().sweeper.get("_target_") == OPTUNA_SWEEPER
+
+
+def build_trial_pruning(cfg: DictConfig) -> list[pl.Callback]:
+    """In a trial of ``hydra/sweeper=optuna``, the search's pruner through Lightning (after the callbacks
+    that record each epoch, so that the epoch that stops a trial is recorded too); for a single-process
+    job only (under DDP every rank would have to agree to stop: such a trial runs to its end)."""
+    if not _optuna_trial():
+        return []
+    if "ddp" in str(cfg.trainer.get("strategy")):
+        log.warning("Optuna pruning is off for this trial: it trains with %s.", cfg.trainer.strategy)
+        return []
+    from cellseg.callbacks.pruning import trial_pruning
+
+    pruning = trial_pruning(cfg.monitor)
+    return [pruning] if pruning is not None else []
 
 
 def build_loggers(cfg: DictConfig) -> list[Any]:

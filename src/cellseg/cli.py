@@ -26,7 +26,19 @@ from cellseg.runs import (
     run_status,
     sweep_entries,
 )
-from cellseg.sweep_resume import apply_plan, describe_plan, finish_resume, plan_resume, sweep_jobs
+from cellseg.sweep_resume import (
+    BASIC_SWEEPER,
+    FINAL_STATUSES,
+    OPTUNA_SWEEPER,
+    RESUMED_SUBDIR,
+    apply_plan,
+    check_same_search,
+    describe_plan,
+    finish_resume,
+    plan_resume,
+    plan_resume_folders,
+    sweep_jobs,
+)
 
 log = logging.getLogger("cellseg")
 Result = TypeVar("Result")
@@ -80,7 +92,10 @@ def claim_output_folder(job: DictConfig, args: Sequence[str], multirun: bool) ->
         if not multirun:
             raise ConfigError("sweep.resume resumes a multirun: add -m and the sweep's overrides.")
         return _resume_sweep(
-            Path(str(resume)).expanduser().absolute(), path if sets_key(args, key) else None, args
+            Path(str(resume)).expanduser().absolute(),
+            path if sets_key(args, key) else None,
+            args,
+            str(OmegaConf.select(job, "hydra.sweeper._target_")),
         )
     if sets_key(args, key):
         held = sweep_entries(path) if multirun else run_entries(path)
@@ -90,16 +105,26 @@ def claim_output_folder(job: DictConfig, args: Sequence[str], multirun: bool) ->
     return path, [f'{key}="{path}"']
 
 
-def _resume_sweep(sweep_dir: Path, given: Path | None, args: Sequence[str]) -> tuple[Path, list[str]]:
+def _resume_sweep(
+    sweep_dir: Path, given: Path | None, args: Sequence[str], sweeper: str
+) -> tuple[Path, list[str]]:
     """Plan the resumed sweep (see :mod:`cellseg.sweep_resume`) and point Hydra at its folder."""
     if given is not None and given != sweep_dir:
         raise ConfigError(
             f"sweep.resume='{sweep_dir}' and hydra.sweep.dir='{given}' disagree; give one of them."
         )
-    plan = apply_plan(sweep_dir, plan_resume(sweep_dir, sweep_jobs(args)))
-    print(f"cellseg: resuming sweep {sweep_dir}: {describe_plan(plan)}")
-    subdir = "${cellseg_job_subdir:${hydra.sweep.dir},${hydra.job.num}}"
-    return sweep_dir, [f'hydra.sweep.dir="{sweep_dir}"', f"hydra.sweep.subdir='{subdir}'"]
+    if sweeper == BASIC_SWEEPER:
+        plan = apply_plan(sweep_dir, plan_resume(sweep_dir, sweep_jobs(args)))
+        print(f"cellseg: resuming sweep {sweep_dir}: {describe_plan(plan)}")
+    elif sweeper == OPTUNA_SWEEPER:
+        check_same_search(sweep_dir, args)  # the study, in the folder, says which trials to run again
+        apply_plan(sweep_dir, plan_resume_folders(sweep_dir))
+        print(f"cellseg: resuming the Optuna search in {sweep_dir}")
+    else:
+        raise ConfigError(
+            f"sweep.resume resumes sweeps of Hydra's basic sweeper and of hydra/sweeper=optuna, not {sweeper}."
+        )
+    return sweep_dir, [f'hydra.sweep.dir="{sweep_dir}"', f"hydra.sweep.subdir='{RESUMED_SUBDIR}'"]
 
 
 def _launched_as_rank() -> bool:
@@ -115,7 +140,7 @@ def report_sweep(sweep_dir: Path) -> int:
             statuses[run_status(json.loads((job / "metrics.json").read_text()))] += 1
         except (OSError, ValueError):
             statuses["stopped before it started"] += 1
-    failed = sum(n for status, n in statuses.items() if status != "completed")
+    failed = sum(n for status, n in statuses.items() if status not in FINAL_STATUSES)
     counts = ", ".join(f"{n} {status}" for status, n in sorted(statuses.items()))
     print(
         f"cellseg: sweep {sweep_dir}: {sum(statuses.values())} job(s): {counts or 'none ran'}"

@@ -8,6 +8,7 @@ the valid choices or keys, before any data is generated or any directory is writ
 from __future__ import annotations
 
 import difflib
+import importlib.util
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -63,8 +64,8 @@ def _suggest(name: str, valid: Sequence[str]) -> str:
 
 def _values(override: Override) -> list[str]:
     """Every concrete value of an override: one for a plain override, each element of a sweep."""
-    if override.value_type == ValueType.GLOB_CHOICE_SWEEP:
-        return []  # group=glob(...) selects existing files only; nothing to check
+    if override.value_type in (ValueType.GLOB_CHOICE_SWEEP, ValueType.INTERVAL_SWEEP):
+        return []  # glob(...) selects existing files only; interval(...) is a sweeper's to sample
     if override.is_sweep_override():
         return [str(v) for v in override.sweep_string_iterator()]
     return [override.get_value_element_as_str()]
@@ -103,6 +104,29 @@ def check_key(cfg: DictConfig, key: str) -> None:
         else:
             raise ConfigError(f"Config key '{key}': '{'.'.join(walked)}' has no key '{part}'.")
         walked.append(part)
+
+
+#: Choices that need the optional ``sweep`` extra: (group, choice or None for all) -> the plugin needed.
+EXTRA_CHOICES: dict[tuple[str, str | None], str] = {
+    ("hydra/sweeper", "optuna"): "hydra_plugins.hydra_optuna_sweeper",
+    ("hydra/launcher", "slurm"): "hydra_plugins.hydra_submitit_launcher",
+    ("hydra/launcher", "slurm_local"): "hydra_plugins.hydra_submitit_launcher",
+    ("hparams_search", None): "hydra_plugins.hydra_optuna_sweeper",  # every search there is an Optuna one
+}
+EXTRA_GROUPS = {group for group, _ in EXTRA_CHOICES}
+
+
+def check_extra_installed(group: str, choice: str) -> None:
+    """Raise ConfigError, naming the extra to install, when ``group=choice`` needs a plugin that is absent."""
+    plugin = EXTRA_CHOICES.get((group, choice)) or (
+        EXTRA_CHOICES.get((group, None)) if choice != "null" else None
+    )
+    if plugin is not None and importlib.util.find_spec(plugin) is None:
+        package = plugin.removeprefix("hydra_plugins.").replace("_", "-")
+        raise ConfigError(
+            f"{group}={choice} needs {package}, in cellseg's 'sweep' extra: "
+            "pip install -c constraints.txt -e '.[sweep]' in a clone (pip install 'cellseg[sweep]' otherwise)."
+        )
 
 
 #: Number-valued keys that also take words: ``None`` means any word (Lightning checks those itself).
@@ -242,6 +266,8 @@ def check_command_line(
     key_overrides: list[Override] = []
     for override in overrides:
         key = override.key_or_group
+        for choice in _values(override) if key in EXTRA_GROUPS and not override.is_delete() else ():
+            check_extra_installed(key, choice)
         if override.package or key.startswith("hydra") or override.is_add() or override.is_delete():
             continue
         if override.is_force_add() or "/" in key:

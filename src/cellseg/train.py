@@ -6,7 +6,6 @@ and the run directory contract (``metrics.json``, checkpoints, TensorBoard) is k
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from cellseg import __version__
-from cellseg.build import build_callbacks, build_loggers, build_training
+from cellseg.build import build_callbacks, build_loggers, build_training, build_trial_pruning
 from cellseg.callbacks.epoch_log import EpochLog
 from cellseg.callbacks.epoch_seeds import EpochSeeds
 from cellseg.callbacks.run_summary import RunSummary, print_run_summary, write_rejected_run
@@ -29,7 +28,7 @@ from cellseg.hparams import hparams_metrics, hydra_runtime, log_hyperparameters
 from cellseg.lr_finder import is_auto, learning_rate_for_run
 from cellseg.preflight import check_monitor, check_resume_fits, check_training_values, read_resume_checkpoint
 from cellseg.runs import check_new_run_dir
-from cellseg.sweep_resume import planned_job
+from cellseg.sweep_resume import kept_results, planned_job, requeued_job
 from cellseg.utils.ddp import ddp_job_scope
 from cellseg.utils.logs import route_lightning_logs
 
@@ -60,15 +59,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     route_lightning_logs()
     run_dir = Path(cfg.paths.run_dir)
     job = planned_job(cfg.sweep.resume, run_dir) if cfg.sweep.resume else None
+    if cfg.sweep.requeued:  # a cluster runs this job again after pre-empting it: it goes on in its folder
+        job = requeued_job(run_dir, job)
     if job is not None and job.action == "skip":
-        log.info("sweep.resume: this job completed before; its results are kept as they are.")
-        return json.loads((Path(cfg.sweep.resume) / run_dir.name / "metrics.json").read_text())
+        log.info("This job completed before; its results are kept as they are.")
+        return kept_results(run_dir)
     check_training_values(cfg)
     resume = read_resume_checkpoint(
         job.ckpt_path if job is not None and job.action == "resume" else cfg.get("ckpt_path")
     )
     ckpt_path = resume[0] if resume else None
-    if rank_zero_only.rank == 0:
+    if rank_zero_only.rank == 0 and not cfg.sweep.requeued:
         check_new_run_dir(run_dir)
     pl.seed_everything(cfg.seed, workers=True)
 
@@ -87,6 +88,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             summary,
             EpochLog(cfg.monitor, cfg.monitor_mode),
             EpochSeeds(cfg.seed),
+            *build_trial_pruning(cfg),
         ],
         logger=build_loggers(cfg) or False,
     )

@@ -8,6 +8,7 @@ resumed run continues it.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -152,9 +153,20 @@ class RunSummary(pl.Callback):
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
-        self.status = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
+        self.status = exception_status(exception)
         self.error = f"{type(exception).__name__}: {exception}"
         self.write(trainer)
+
+
+def exception_status(exception: BaseException) -> str:
+    """How a run that raised ``exception`` ended: ``interrupted`` (Ctrl-C, or a cluster's pre-emption
+    signal, which submitit turns into an exit), ``pruned`` (an Optuna pruner stopped it) or ``failed``."""
+    if isinstance(exception, KeyboardInterrupt | SystemExit):
+        return "interrupted"
+    optuna = sys.modules.get("optuna")  # only a job that imported it can be pruned
+    if optuna is not None and isinstance(exception, optuna.TrialPruned):
+        return "pruned"
+    return "failed"
 
 
 def write_rejected_run(run_dir: Path, monitor: str, info: Mapping[str, Any], error: BaseException) -> None:
