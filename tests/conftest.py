@@ -84,7 +84,7 @@ def trained_run(tmp_path_factory) -> Path:
     Shared by the prediction, evaluation and export tests. A 16-feature classic U-Net: 20 s on the
     2-core CPU, where FAST's ResNet18 U-Net takes ten times as long at this image size.
     """
-    from cellseg.train import train
+    from cellseg.training import train
 
     run_dir = tmp_path_factory.mktemp("trained") / "run"
     overrides = [

@@ -14,6 +14,8 @@ import pytest
 import torch
 
 from cellseg.cluster import job_overrides
+from cellseg.config import check_cluster_trainer, check_command_line
+from cellseg.errors import ConfigError
 from cellseg.sweep_resume import PlannedJob, requeued_job
 from cellseg.utils.csv_logger import ContinuingCSVLogger
 from tests.conftest import FAST, REPO_ROOT, compose_config, run_cli
@@ -70,6 +72,23 @@ def test_inside_a_slurm_job_the_trainer_uses_every_gpu_of_every_node(monkeypatch
     assert (trainer.strategy, trainer.devices, trainer.num_nodes) == ("ddp", "auto", 2)
     environment = trainer.plugins[-1]
     assert environment._target_.endswith("SLURMEnvironment") and environment.auto_requeue is False
+
+
+def test_several_gpus_per_job_without_ddp_are_refused_before_anything_is_queued():
+    with pytest.raises(ConfigError, match=r"starts 4 task\(s\) on each of 1 node\(s\).*add trainer=slurm"):
+        check_command_line(
+            ["-m", "hydra/launcher=slurm", "hydra.launcher.gpus_per_node=4"],
+            job_checks=[check_cluster_trainer],
+        )
+    with pytest.raises(ConfigError, match="on each of 2 node"):
+        check_command_line(
+            ["-m", "hydra/launcher=slurm", "hydra.launcher.nodes=2"], job_checks=[check_cluster_trainer]
+        )
+    for args in (
+        ["hydra/launcher=slurm", "trainer=slurm", "hydra.launcher.gpus_per_node=4"],
+        ["hydra/launcher=slurm"],
+    ):
+        assert check_command_line(["-m", *args], job_checks=[check_cluster_trainer]) is not None
 
 
 def test_a_job_knows_it_runs_again_after_a_signal_or_a_requeue_by_slurm_itself(monkeypatch):

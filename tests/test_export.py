@@ -20,7 +20,7 @@ from cellseg.errors import ConfigError
 from cellseg.export import export
 from cellseg.exporters import ExportError, check_settings, read_torchscript_metadata
 from cellseg.inference.checkpoint import LoadedModel, load_model
-from cellseg.train import train
+from cellseg.training import train
 from tests.conftest import FAST, compose_config
 
 # Batch 2, H and W off the network stride (32): a shape neither the export example nor its parity check used.

@@ -15,7 +15,7 @@ from cellseg.callbacks.finetune import discriminative_lrs
 from cellseg.errors import ConfigError
 from cellseg.models import create_model
 from cellseg.models.encoders import unwrap
-from cellseg.train import train
+from cellseg.training import train
 from tests.conftest import FAST, compose_config
 
 LR = 1e-2

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from cellseg.train import train
+from cellseg.training import train
 from tests.conftest import FAST, compose_config, run_cli
 
 pytestmark = [

@@ -46,7 +46,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "cellseg.lr_finder",
     ),
     ("cellseg.config",),
-    ("cellseg.build", "cellseg.cli", "cellseg.preflight"),
+    ("cellseg.build", "cellseg.cli", "cellseg.preflight", "cellseg.training"),
 )
 
 

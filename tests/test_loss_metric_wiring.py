@@ -5,7 +5,7 @@ from __future__ import annotations
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from cellseg.build import build_datamodule
-from cellseg.train import train
+from cellseg.training import train
 from tests.conftest import FAST, compose_config
 from tests.fixtures import write_isbi
 

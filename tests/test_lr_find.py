@@ -10,7 +10,7 @@ from PIL import Image
 
 from cellseg.errors import ConfigError
 from cellseg.lr_finder import LRFindSettings
-from cellseg.train import train
+from cellseg.training import train
 from tests.conftest import compose_config, run_cli
 
 TINY = [

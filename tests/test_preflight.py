@@ -18,7 +18,7 @@ from cellseg.preflight import (
     logged_metrics,
     read_resume_checkpoint,
 )
-from cellseg.train import train
+from cellseg.training import train
 from tests.conftest import FAST, compose_config
 
 TRAINED = [*(o for o in FAST if not o.startswith("model.")), "model=unet_classic", "model.init_features=16"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cellseg.build import build_datamodule
-from cellseg.train import train
+from cellseg.training import train
 from tests.conftest import SHARED_DATA, TINY_ISBI, compose_config
 
 FAST_REAL = [

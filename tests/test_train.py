@@ -12,7 +12,7 @@ import torch
 
 from cellseg.build import build_datamodule
 from cellseg.module import SegmentationModule
-from cellseg.train import train
+from cellseg.training import train
 from tests.conftest import FAST, compose_config, run_cli
 
 

@@ -300,6 +300,21 @@ def check_command_line(
     return job
 
 
+def check_cluster_trainer(job: DictConfig) -> None:
+    """A SLURM job of several tasks (one per GPU, or several nodes) trains only with DDP across them;
+    checked on the login node, before anything is queued."""
+    launcher = OmegaConf.select(job, "hydra.launcher", default=None)
+    if launcher is None or not str(launcher.get("_target_")).startswith("hydra_plugins.cellseg_plugins"):
+        return
+    tasks, nodes = launcher.get("tasks_per_node") or 1, launcher.get("nodes") or 1
+    if (tasks > 1 or nodes > 1) and "ddp" not in str(job.trainer.get("strategy")):
+        raise ConfigError(
+            f"hydra.launcher starts {tasks} task(s) on each of {nodes} node(s) for every job, but "
+            f"trainer.strategy={job.trainer.get('strategy')} trains in one process: add trainer=slurm "
+            "(DDP on every GPU of the job)."
+        )
+
+
 def is_multirun(args: Sequence[str]) -> bool:
     """Whether the command line asks Hydra for a multirun (``-m``/``--multirun``)."""
     from hydra._internal.utils import get_args_parser
