@@ -139,6 +139,7 @@ def test_cli_refuses_an_existing_output_and_leaves_it_untouched(checkpoint, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]
 
 
+@pytest.mark.slow  # a command-line run; the default suite checks the same in-process
 def test_cli_names_a_truncated_checkpoint(checkpoint, tmp_path):
     truncated = tmp_path / "cut.ckpt"
     truncated.write_bytes(checkpoint.read_bytes()[:4096])
@@ -150,10 +151,16 @@ def test_cli_names_a_truncated_checkpoint(checkpoint, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cut.ckpt"]
 
 
+@pytest.mark.slow  # a command-line run; the default suite checks the same in-process
 def test_cli_names_the_valid_formats(checkpoint, tmp_path):
     result = run_export([f"ckpt={checkpoint}", "format=bogus"], cwd=tmp_path)
     assert result.returncode == 2
     assert "format is 'bogus'" in result.stderr and "onnx, torchscript" in result.stderr
+
+
+def test_an_unknown_format_is_named_with_the_valid_ones(checkpoint):
+    with pytest.raises(ConfigError, match=r"format is 'bogus'.*onnx, torchscript"):
+        check_settings(export_config([f"ckpt={checkpoint}", "format=bogus"]))
 
 
 @pytest.mark.parametrize("value", ["[64]", "[0,64]", "64", "[64,abc]", "[64,64,64]"])

@@ -152,6 +152,7 @@ def test_missing_resume_checkpoint_fails_before_work(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_bf16_mixed_precision_trains_on_cpu(tmp_path):
     summary = train(
         compose_config([*FAST, "trainer.precision=bf16-mixed", "test=false"], run_dir=tmp_path / "r")
@@ -275,6 +276,7 @@ def test_ddp_cpu_multirun_gives_each_job_one_directory(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["sweep"]  # no stray run folders
 
 
+@pytest.mark.slow
 def test_ddp_metrics_equal_single_process_metrics(two_epoch_run, tmp_path):
     """Two ranks split an odd number of test images; summed confusion matrices give the same scores."""
     run_dir, _ = two_epoch_run
