@@ -4,11 +4,9 @@ Before Hydra starts, every job of the command line is matched with the job folde
 and given one action: ``skip`` (it completed), ``resume`` (killed, interrupted or failed after writing
 a ``last.ckpt``: it goes on from there) or ``run`` (never started, refused, or died before its first
 checkpoint). A job that is resumed or rerun keeps its old folder, renamed to
-``.superseded/<number>_<date>_<time>/``, untouched. The plan is written to the sweep folder, one file
-per job (``.cellseg-resume/<number>.json``, so that jobs requeued at once on a cluster never race for
-one file); Hydra then runs the sweep as usual, with each skipped job pointed at a scratch folder
-(``.skipped/``, removed at the end) so that no file of a completed job is rewritten, and each job
-reads its action from the plan.
+``.superseded/<number>_<date>_<time>/``, untouched. The plan is written to the sweep folder; Hydra then
+runs the sweep as usual, with each skipped job pointed at a scratch folder (``.skipped/``, removed at
+the end) so that no file of a completed job is rewritten, and each job reads its action from the plan.
 
 The same actions serve a job that a cluster requeued after pre-empting it (:func:`requeued_job`: it
 goes on in its own folder) and an Optuna search that is resumed (:func:`plan_resume_folders`: its
@@ -33,7 +31,7 @@ from cellseg.runs import run_status
 from cellseg.utils.io import write_json_atomic
 from cellseg.utils.processes import liveness
 
-PLAN_DIR = ".cellseg-resume"
+PLAN_FILE = ".cellseg-resume.json"
 SKIPPED_DIR = ".skipped"
 SUPERSEDED_DIR = ".superseded"
 #: What a job's overrides may differ in between the first sweep and its resumption.
@@ -220,22 +218,22 @@ def apply_plan(sweep_dir: Path, plan: dict[int, PlannedJob]) -> dict[int, Planne
                     job.action, str(moved / Path(job.ckpt_path).relative_to(job_dir)), job.reason
                 )
         applied[number] = job
-        (sweep_dir / PLAN_DIR).mkdir(exist_ok=True)
-        write_json_atomic(sweep_dir / PLAN_DIR / f"{number}.json", asdict(job))
+    write_json_atomic(sweep_dir / PLAN_FILE, {str(n): asdict(j) for n, j in applied.items()})
     return applied
 
 
 def job_subdir(sweep_dir: str, number: Any) -> str:
     """Hydra's job folder inside the sweep folder: a scratch one for a job the plan skips."""
-    job = _read_plan(Path(sweep_dir), int(number))
+    job = _read_plan(Path(sweep_dir)).get(int(number))
     return f"{SKIPPED_DIR}/{number}" if job is not None and job.action == "skip" else str(number)
 
 
-def _read_plan(sweep_dir: Path, number: int) -> PlannedJob | None:
+def _read_plan(sweep_dir: Path) -> dict[int, PlannedJob]:
     try:
-        return PlannedJob(**json.loads((sweep_dir / PLAN_DIR / f"{number}.json").read_text()))
-    except (OSError, ValueError, TypeError):
-        return None
+        content = json.loads((sweep_dir / PLAN_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return {int(n): PlannedJob(**job) for n, job in content.items()}
 
 
 def planned_job(sweep_dir: str | Path, run_dir: str | Path) -> PlannedJob | None:
@@ -248,13 +246,13 @@ def planned_job(sweep_dir: str | Path, run_dir: str | Path) -> PlannedJob | None
         return PlannedJob("skip", reason="completed")
     if run_dir.parent != sweep_dir or not run_dir.name.isdigit():
         return None
-    return _read_plan(sweep_dir, int(run_dir.name))
+    return _read_plan(sweep_dir).get(int(run_dir.name))
 
 
 def finish_resume(sweep_dir: Path) -> None:
     """Remove the scratch folders of skipped jobs and the plan once the resumed sweep has run."""
     shutil.rmtree(sweep_dir / SKIPPED_DIR, ignore_errors=True)
-    shutil.rmtree(sweep_dir / PLAN_DIR, ignore_errors=True)
+    (sweep_dir / PLAN_FILE).unlink(missing_ok=True)
 
 
 def describe_plan(plan: dict[int, PlannedJob]) -> str:
