@@ -1,13 +1,20 @@
-"""Labeling strategies (the ``target`` group): how instance labels become per-pixel training classes.
+"""Labeling strategies (the ``target`` group): how instance labels become what the network learns, and
+how its outputs become instances again.
 
 Every target takes instance ids (H, W) (0 = background, 1..n = cells, -1 = unannotated) and returns
 class ids (H, W) int64, with ``ignore_index`` where the input is unannotated. ``from_channel`` first
 makes the instances itself, by thresholding one channel of the image (a fluorescent label).
+``distance`` and ``flows`` add regression maps (:meth:`Target.regression`) to the classes: the network's
+output layout (:class:`~cellseg.outputs.OutputLayout`) is the target's :attr:`Target.outputs`.
+
+:meth:`Target.decode` turns a predicted image back into instance labels with the target's decoding
+settings (``decoding.*``); :meth:`Target.tuning_grid` lists the settings worth tuning on validation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -15,12 +22,21 @@ from scipy import ndimage as ndi
 from cellseg.data.pipeline.channels import ChannelRef, resolve_channel
 from cellseg.data.pipeline.normalize import Normalization
 from cellseg.errors import ConfigError
+from cellseg.metrics.instances import instances_from_boundary_classes, instances_from_classes
+from cellseg.outputs import OutputLayout
+
+#: Decoding settings: name -> value (thresholds, iteration counts).
+Settings = Mapping[str, Any]
 
 
 class Target:
-    """Base: class names, ``ignore_index``, and the instance-to-class mapping."""
+    """Base: class names, ``ignore_index``, the instance-to-class mapping and the decoding back."""
 
     default_names: tuple[str, ...] = ()
+    #: Names of the regression maps the network outputs after the class logits (none: classes only).
+    regression_names: tuple[str, ...] = ()
+    #: Decoding settings and their defaults (``target.decoding.<name>``); empty: nothing to set.
+    default_decoding: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, class_names: Sequence[str] | None = None, ignore_index: int = -100) -> None:
         names = tuple(class_names) if class_names is not None else self.default_names
@@ -37,6 +53,50 @@ class Target:
         return len(self.class_names)
 
     @property
+    def outputs(self) -> OutputLayout:
+        """The network's output channels for this target."""
+        return OutputLayout.of(self.class_names, self.regression_names)
+
+    def regression(self, instances: np.ndarray) -> np.ndarray:
+        """Regression maps (R, H, W) float32 of instance ids (H, W), 0 = background; R = 0 by default."""
+        return np.zeros((0, *instances.shape), np.float32)
+
+    @property
+    def decoding(self) -> dict[str, Any]:
+        return dict(getattr(self, "_decoding", self.default_decoding))
+
+    def set_decoding(self, decoding: Settings | None) -> None:
+        """Checked decoding settings: known names only, defaults for the ones not given."""
+        given = dict(decoding or {})
+        unknown = sorted(set(given) - set(self.default_decoding))
+        if unknown:
+            known = ", ".join(self.default_decoding) or "none"
+            raise ConfigError(
+                f"Unknown decoding setting(s) {', '.join(unknown)} for {type(self).__name__}; "
+                f"its settings: {known}."
+            )
+        self._decoding = {**self.default_decoding, **given}
+        check_decoding(self._decoding)
+
+    def decode(
+        self,
+        probabilities: np.ndarray,
+        regression: np.ndarray | None = None,
+        settings: Settings | None = None,
+    ) -> np.ndarray:
+        """Instance ids (H, W) int32 of one predicted image: class probabilities (K, H, W) and regression
+        maps (R, H, W); ``settings`` override the target's decoding settings."""
+        return self.instances_of_classes(probabilities.argmax(axis=0))
+
+    def instances_of_classes(self, classes: np.ndarray) -> np.ndarray:
+        """Connected components of the cell classes (4-connected)."""
+        return instances_from_classes(classes, foreground=range(1, self.num_classes)).astype(np.int32)
+
+    def tuning_grid(self) -> dict[str, list[Any]]:
+        """Decoding values to try when tuning on validation (``tune=true``); empty: nothing to tune."""
+        return {}
+
+    @property
     def needs_image(self) -> bool:
         """True when the target makes its own instances from the image (no masks needed)."""
         return False
@@ -50,11 +110,14 @@ class Target:
         return classes
 
     def describe(self) -> dict:
-        return {
+        description = {
             "kind": type(self).__name__,
             "class_names": list(self.class_names),
             "ignore_index": self.ignore_index,
         }
+        if self.default_decoding:
+            description["decoding"] = self.decoding
+        return description
 
 
 class BinaryTarget(Target):
@@ -99,6 +162,10 @@ class BoundaryTarget(Target):
         classes[border_pixels(instances, self.width)] = 2
         return classes
 
+    def instances_of_classes(self, classes: np.ndarray) -> np.ndarray:
+        """Interiors as seeds, grown into their border pixels (a seeded watershed)."""
+        return instances_from_boundary_classes(classes, interior=1, boundary=2).astype(np.int32)
+
     def describe(self) -> dict:
         return {**super().describe(), "width": self.width}
 
@@ -112,8 +179,9 @@ class FromChannelTarget(Target):
     For stacks without masks (e.g. a nuclear stain next to label-free brightfield planes): the stain
     becomes the ground truth and must not also be a model input (that would be trivial). The plane is
     normalised (1-99.8 percentile) and smoothed by a Gaussian of ``smooth_sigma`` px, then thresholded by
-    Otsu's or Li's method or at ``threshold`` (on the 0..1 normalised scale). ``output`` picks the
-    class layout: ``binary`` or ``boundary`` (with ``width``).
+    Otsu's or Li's method or at ``threshold`` (on the 0..1 normalised scale). ``output`` picks what the
+    network learns of those cells: ``binary``, ``boundary`` (with ``width``), ``distance`` or ``flows``
+    (with ``decoding``), as the targets of those names do.
     """
 
     def __init__(
@@ -128,15 +196,25 @@ class FromChannelTarget(Target):
         width: int = 2,
         class_names: Sequence[str] | None = None,
         ignore_index: int = -100,
+        decoding: Settings | None = None,
     ) -> None:
-        if output not in ("binary", "boundary"):
-            raise ConfigError(f"target.output is '{output}'; expected 'binary' or 'boundary'.")
-        self.inner: Target = (
-            BinaryTarget(class_names, ignore_index)
-            if output == "binary"
-            else BoundaryTarget(width, class_names, ignore_index)
-        )
+        inner: dict[str, Any] = {
+            "binary": lambda: BinaryTarget(class_names, ignore_index),
+            "boundary": lambda: BoundaryTarget(width, class_names, ignore_index),
+            "distance": lambda: DistanceTarget(class_names, ignore_index, decoding),
+            "flows": lambda: FlowTarget(class_names, ignore_index, decoding),
+        }
+        if output not in inner:
+            raise ConfigError(f"target.output is '{output}'; expected one of {', '.join(inner)}.")
+        if decoding and output in ("binary", "boundary"):
+            raise ConfigError(
+                f"target.decoding is set but target.output={output} has no decoding settings "
+                "(they belong to output=distance and output=flows)."
+            )
+        self.inner: Target = inner[output]()
         self.default_names = self.inner.default_names
+        self.regression_names = self.inner.regression_names
+        self.default_decoding = self.inner.default_decoding
         super().__init__(class_names, ignore_index)
         if method not in _THRESHOLDS:
             raise ConfigError(f"target.method is '{method}'; expected one of {', '.join(_THRESHOLDS)}.")
@@ -189,6 +267,30 @@ class FromChannelTarget(Target):
     def classes(self, instances: np.ndarray) -> np.ndarray:
         return self.inner.classes(instances)
 
+    def instances_of_classes(self, classes: np.ndarray) -> np.ndarray:
+        return self.inner.instances_of_classes(classes)
+
+    def regression(self, instances: np.ndarray) -> np.ndarray:
+        return self.inner.regression(instances)
+
+    @property
+    def decoding(self) -> dict[str, Any]:
+        return self.inner.decoding
+
+    def set_decoding(self, decoding: Settings | None) -> None:
+        self.inner.set_decoding(decoding)
+
+    def decode(
+        self,
+        probabilities: np.ndarray,
+        regression: np.ndarray | None = None,
+        settings: Settings | None = None,
+    ) -> np.ndarray:
+        return self.inner.decode(probabilities, regression, settings)
+
+    def tuning_grid(self) -> dict[str, list[Any]]:
+        return self.inner.tuning_grid()
+
     def describe(self) -> dict:
         return {
             **self.inner.describe(),
@@ -203,8 +305,159 @@ class FromChannelTarget(Target):
         }
 
 
+#: Allowed range of each decoding setting: (low, high, integer).
+_DECODING_RANGES: dict[str, tuple[float, float, bool]] = {
+    "prob_threshold": (0.0, 1.0, False),
+    "peak_threshold": (0.0, 1.0, False),
+    "smooth_sigma": (0.0, 100.0, False),
+    "min_size": (0, 10**9, True),
+    "flow_threshold": (0.0, 1000.0, False),
+    "niter": (1, 100_000, True),
+}
+
+
+def check_decoding(settings: Settings) -> None:
+    """Each decoding value is a number in its range (``flow_threshold`` may be null: no flow check)."""
+    for name, value in settings.items():
+        low, high, integer = _DECODING_RANGES[name]
+        if value is None and name == "flow_threshold":
+            continue
+        kind = int if integer else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
+            what = "an integer" if integer else "a number"
+            raise ConfigError(f"target.decoding.{name} must be {what} in [{low}, {high}], got {value!r}.")
+
+
+def normalised_distance(instances: np.ndarray) -> np.ndarray:
+    """Per cell, the Euclidean distance of each pixel to the nearest pixel outside the cell (background or
+    another cell), divided by the cell's largest distance: 1 at the cell's centre, small at its border.
+
+    Computed cell by cell in its bounding box (padded by one background pixel), so touching cells are
+    measured against each other exactly and the cost grows with the cells' area, not the image's.
+    """
+    distance = np.zeros(instances.shape, np.float32)
+    for label, box in enumerate(ndi.find_objects(instances), start=1):
+        if box is None:
+            continue
+        cell = np.pad(instances[box] == label, 1)
+        inside = ndi.distance_transform_edt(cell)[1:-1, 1:-1]
+        inside /= max(float(inside.max()), 1.0)
+        region = distance[box]
+        mine = cell[1:-1, 1:-1]
+        region[mine] = inside[mine]
+    return distance
+
+
+class DistanceTarget(Target):
+    """Cell probability (background / cell classes) plus each cell pixel's distance to the cell border,
+    normalised per cell (:func:`normalised_distance`), in the spirit of StarDist's distance maps.
+
+    Decoding: pixels with p(cell) > ``prob_threshold`` are the foreground; the cores of the predicted
+    distance's peaks (where it exceeds ``peak_threshold`` after a Gaussian of ``smooth_sigma`` px) are the
+    markers of a seeded watershed of the negated distance inside the foreground; cells under ``min_size``
+    px are removed (:func:`cellseg.instances.distance.instances_from_distance`).
+    """
+
+    default_names = ("background", "cell")
+    regression_names = ("distance",)
+    default_decoding: ClassVar[dict[str, Any]] = {
+        "prob_threshold": 0.5,
+        "peak_threshold": 0.5,
+        "smooth_sigma": 1.0,
+        "min_size": 15,
+    }
+
+    def __init__(
+        self,
+        class_names: Sequence[str] | None = None,
+        ignore_index: int = -100,
+        decoding: Settings | None = None,
+    ) -> None:
+        super().__init__(class_names, ignore_index)
+        self.set_decoding(decoding)
+
+    def classes(self, instances: np.ndarray) -> np.ndarray:
+        return (instances > 0).astype(np.int64)
+
+    def regression(self, instances: np.ndarray) -> np.ndarray:
+        return normalised_distance(np.maximum(instances, 0))[None]
+
+    def decode(
+        self,
+        probabilities: np.ndarray,
+        regression: np.ndarray | None = None,
+        settings: Settings | None = None,
+    ) -> np.ndarray:
+        from cellseg.instances.distance import instances_from_distance
+
+        if regression is None:
+            raise ValueError("DistanceTarget.decode needs the predicted distance map.")
+        options = {**self.decoding, **dict(settings or {})}
+        return instances_from_distance(1.0 - probabilities[0], regression[0], **options)
+
+    def tuning_grid(self) -> dict[str, list[Any]]:
+        return {
+            "prob_threshold": [0.3, 0.4, 0.5, 0.6, 0.7],
+            "peak_threshold": [0.3, 0.4, 0.5, 0.6, 0.7],
+            "smooth_sigma": [0.0, 1.0, 2.0],
+        }
+
+
+class FlowTarget(Target):
+    """Cellpose's representation: cell probability (background / cell classes) plus the flow field (the
+    normalised gradient of heat diffused from each cell's centre, :mod:`cellseg.instances.flows`).
+
+    Decoding: from every pixel with p(cell) > ``prob_threshold`` the flows are followed for ``niter``
+    steps; pixels that end in the same sink form one cell; cells whose flows, recomputed from the cell,
+    differ from the predicted ones by more than ``flow_threshold`` (mean squared error) are dropped, and
+    so are cells under ``min_size`` px.
+    """
+
+    default_names = ("background", "cell")
+    regression_names = ("flow_y", "flow_x")
+    default_decoding: ClassVar[dict[str, Any]] = {
+        "prob_threshold": 0.5,
+        "flow_threshold": 0.4,
+        "niter": 200,
+        "min_size": 15,
+    }
+
+    def __init__(
+        self,
+        class_names: Sequence[str] | None = None,
+        ignore_index: int = -100,
+        decoding: Settings | None = None,
+    ) -> None:
+        super().__init__(class_names, ignore_index)
+        self.set_decoding(decoding)
+
+    def classes(self, instances: np.ndarray) -> np.ndarray:
+        return (instances > 0).astype(np.int64)
+
+    def regression(self, instances: np.ndarray) -> np.ndarray:
+        from cellseg.instances.flows import flows_from_instances
+
+        return flows_from_instances(np.maximum(instances, 0)).astype(np.float32)
+
+    def decode(
+        self,
+        probabilities: np.ndarray,
+        regression: np.ndarray | None = None,
+        settings: Settings | None = None,
+    ) -> np.ndarray:
+        from cellseg.instances.flows import masks_from_flows
+
+        if regression is None:
+            raise ValueError("FlowTarget.decode needs the predicted flows.")
+        options = {**self.decoding, **dict(settings or {})}
+        return masks_from_flows(regression, 1.0 - probabilities[0], **options).astype(np.int32)
+
+    def tuning_grid(self) -> dict[str, list[Any]]:
+        return {"prob_threshold": [0.3, 0.4, 0.5, 0.6, 0.7], "flow_threshold": [0.2, 0.4, 0.6, 0.8, None]}
+
+
 TARGETS: dict[str, type[Target]] = {
-    cls.__name__: cls for cls in (BinaryTarget, BoundaryTarget, FromChannelTarget)
+    cls.__name__: cls for cls in (BinaryTarget, BoundaryTarget, FromChannelTarget, DistanceTarget, FlowTarget)
 }
 
 

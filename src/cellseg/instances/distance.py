@@ -1,0 +1,62 @@
+"""Instances from a cell probability and a per-cell normalised distance-to-border map (``target=distance``).
+
+Touching cells share a border where the distance falls to zero, while each cell's interior rises to a
+peak near 1. The tops of those peaks (the cores above a threshold) are therefore one marker per cell, and
+a watershed of the negated distance from those markers, restricted to the foreground, splits cells along
+their shared border.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.segmentation import relabel_sequential, watershed
+
+
+def instances_from_distance(
+    cell_probability: np.ndarray,
+    distance: np.ndarray,
+    prob_threshold: float = 0.5,
+    peak_threshold: float = 0.5,
+    smooth_sigma: float = 1.0,
+    min_size: int = 15,
+) -> np.ndarray:
+    """Instance ids (H, W) int32 from p(cell) (H, W) and the predicted normalised distance (H, W).
+
+    Foreground: p(cell) > ``prob_threshold``. Markers: the cells' cores, connected regions where the
+    distance (smoothed by a Gaussian of ``smooth_sigma`` px) exceeds ``peak_threshold``; a core is the
+    top of one cell's distance peak, and cores of touching cells are apart because the distance falls
+    towards their shared border. (Single-pixel local maxima, ``peak_local_max``, over-split: an elongated
+    or bent cell has a ridge of maxima, and a predicted map is noisy. Measured on the synthetic
+    validation images after 6 epochs: AP50 0.42 with peaks, 0.82 with cores, the best setting of each.)
+    A foreground component without a core keeps one marker at its highest distance, so a faint cell is
+    not lost. Cells under ``min_size`` px are removed and ids are made consecutive.
+    """
+    cell_probability, distance = np.asarray(cell_probability), np.asarray(distance, np.float32)
+    if cell_probability.shape != distance.shape or cell_probability.ndim != 2:
+        raise ValueError(
+            f"cell probability {cell_probability.shape} and distance {distance.shape} must be the same 2D shape."
+        )
+    foreground = cell_probability > prob_threshold
+    if not foreground.any():
+        return np.zeros(distance.shape, np.int32)
+    smoothed = ndi.gaussian_filter(distance, smooth_sigma) if smooth_sigma > 0 else distance
+    markers, cores = ndi.label((smoothed > peak_threshold) & foreground)
+    components, count = ndi.label(foreground)
+    without_core = np.setdiff1d(np.arange(1, count + 1), components[markers > 0])
+    if len(without_core):
+        tops = ndi.maximum_position(smoothed, components, without_core)
+        for marker, position in enumerate(tops, start=cores + 1):
+            markers[position] = marker
+    labels = watershed(-smoothed, markers=markers, mask=foreground)
+    return relabel_sequential(without_small_cells(labels, int(min_size)))[0].astype(np.int32)
+
+
+def without_small_cells(labels: np.ndarray, min_size: int) -> np.ndarray:
+    """``labels`` with cells of fewer than ``min_size`` pixels set to background (scikit-image's
+    ``remove_small_objects`` changed its size argument in 0.26; this is the same for every version)."""
+    if min_size <= 0 or not labels.any():
+        return labels
+    small = np.bincount(labels.ravel()) < min_size
+    small[0] = False
+    return np.where(small[labels], 0, labels)
