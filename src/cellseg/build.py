@@ -20,7 +20,7 @@ from cellseg.data.pipeline.targets import Target
 from cellseg.data.pipeline.weight_maps import UNetWeightMap
 from cellseg.data.sources.base import SegmentationDataModule
 from cellseg.errors import ConfigError
-from cellseg.losses import build_loss, weight_map_settings
+from cellseg.losses import build_loss, trains_regression, weight_map_settings
 from cellseg.module import SegmentationModule
 from cellseg.sweep_resume import OPTUNA_SWEEPER
 
@@ -38,7 +38,25 @@ def _parts(cfg: DictConfig) -> tuple[Target, nn.Module]:
     """The target (it sizes everything by its classes) and the loss, built once from it."""
     check_required_values(cfg)
     target = instantiate(cfg.target, _convert_="all")
-    return target, build_loss(plain(cfg.loss), target.num_classes, target.ignore_index)
+    criterion = build_loss(plain(cfg.loss), target.num_classes, target.ignore_index)
+    check_loss_fits_target(target, criterion)
+    return target, criterion
+
+
+def check_loss_fits_target(target: Target, criterion: nn.Module) -> None:
+    """A target with regression outputs needs a regression term in its loss, and only such a target has one."""
+    outputs = target.outputs
+    if outputs.has_regression and not trains_regression(criterion):
+        raise ConfigError(
+            f"The target learns {', '.join(outputs.regression_names)} as well as its classes, but the loss "
+            "has no regression term for them; use loss=distance or loss=flows (or add an mse or "
+            "smooth_l1 term to loss.terms)."
+        )
+    if trains_regression(criterion) and not outputs.has_regression:
+        raise ConfigError(
+            f"The loss has a regression term (mse or smooth_l1) but {type(target).__name__} outputs classes "
+            "only; regression terms belong to target=distance and target=flows."
+        )
 
 
 def _datamodule(cfg: DictConfig, target: Target, criterion: nn.Module) -> SegmentationDataModule:
@@ -72,6 +90,7 @@ def build_training(cfg: DictConfig) -> tuple[SegmentationDataModule, Segmentatio
         scheduler=plain(cfg.scheduler) or None,
         in_channels=datamodule.in_channels,
         class_names=list(datamodule.class_names),
+        regression_names=list(target.regression_names),
         ignore_index=target.ignore_index,
         # The data config too, so python -m cellseg.evaluate can find the same data set again.
         pipeline={**datamodule.describe(), "data": plain(cfg.data)},

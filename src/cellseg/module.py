@@ -12,12 +12,26 @@ from hydra.utils import instantiate
 
 from cellseg.losses import build_loss
 from cellseg.models import create_model
-from cellseg.stage_metrics import StageMetrics
+from cellseg.outputs import OutputLayout
+from cellseg.stage_metrics import Decoder, StageMetrics
 
 # Keys of a scheduler config that are Lightning's, not the scheduler's constructor arguments.
 _LIGHTNING_SCHEDULER_KEYS = ("interval", "frequency", "monitor")
 _STAGES = ("train", "val", "test")
 _KEYS = {"train": "fit", "val": "val", "test": "test"}
+
+
+def _decoder(pipeline: Mapping[str, Any] | None, decoding: Mapping[str, Any] | None = None) -> Decoder | None:
+    """The target's decoding of one image into instances, for the instance metrics of validation."""
+    from cellseg.data.pipeline.targets import target_from_description
+
+    description = (pipeline or {}).get("target")
+    if not description:
+        return None
+    target = target_from_description(dict(description))
+    if decoding:
+        target.set_decoding({**target.decoding, **dict(decoding)})
+    return target.decode
 
 
 class SegmentationModule(pl.LightningModule):
@@ -40,25 +54,36 @@ class SegmentationModule(pl.LightningModule):
         pipeline: Mapping[str, Any] | None = None,
         eval_metrics: Sequence[str] = (),
         criterion: torch.nn.Module | None = None,
+        regression_names: Sequence[str] = (),
     ) -> None:
         """``criterion`` is the loss already built from ``loss`` (training builds it once, see
         :mod:`cellseg.build`); without it (``load_from_checkpoint``) it is built from ``loss`` here."""
         super().__init__()
         # train.py logs a curated, flat set of hyperparameters instead of these.
         self.save_hyperparameters(logger=False, ignore=["criterion"])
-        self.class_names = tuple(class_names)
-        num_classes = len(self.class_names)
-        self.net = create_model(in_channels=in_channels, classes=num_classes, **dict(model))
+        self.layout = OutputLayout.of(class_names, regression_names)
+        self.class_names = self.layout.class_names
+        num_classes = self.layout.num_classes
+        self.net = create_model(in_channels=in_channels, classes=self.layout.num_channels, **dict(model))
         self.criterion = criterion if criterion is not None else build_loss(loss, num_classes, ignore_index)
+        decode = _decoder(pipeline) if self.layout.has_regression else None
         # "train" is an nn.Module method name, so the stages are keyed fit/val/test.
         self.stage_metrics = torch.nn.ModuleDict(
             {
                 _KEYS[stage]: StageMetrics(
-                    self.class_names, ignore_index, eval_metrics, training=stage == "train"
+                    self.class_names, ignore_index, eval_metrics, training=stage == "train", decode=decode
                 )
                 for stage in _STAGES
             }
         )
+
+    def set_decoding(self, settings: Mapping[str, Any]) -> None:
+        """Decode instances with these settings from now on (tuned on validation); checkpoints saved
+        afterwards record them as ``decoding``."""
+        self.hparams["decoding"] = dict(settings)
+        decode = _decoder(self.hparams.get("pipeline"), settings)
+        for metrics in self.stage_metrics.values():
+            metrics.decode = decode
 
     def setup(self, stage: str) -> None:
         """Store the pipeline as set up (statistics fitted on the training split, e.g. meanstd's)."""
@@ -73,10 +98,12 @@ class SegmentationModule(pl.LightningModule):
         return self.net(x)
 
     def _step(self, batch: Mapping[str, torch.Tensor], stage: str) -> dict[str, torch.Tensor]:
-        logits = self(batch["image"])
+        logits, regression = self.layout.split(self(batch["image"]))
+        if regression is not None:  # the regression terms of the loss read it from the batch
+            batch = {**batch, "regression_output": regression}
         loss = self.criterion(logits, batch)
         preds = logits.argmax(dim=1)
-        self._metrics(stage).update(logits, preds, batch, loss)
+        self._metrics(stage).update(logits, preds, batch, loss, regression)
         return {"loss": loss, "preds": preds}
 
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:

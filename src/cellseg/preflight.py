@@ -13,6 +13,7 @@ from cellseg.config import is_number
 from cellseg.errors import ConfigError
 from cellseg.inference.checkpoint import CheckpointError, read_checkpoint
 from cellseg.module import SegmentationModule
+from cellseg.outputs import layout_of_hparams
 from cellseg.runs import check_checkpoint
 
 #: What only a checkpoint written during training holds (predict's weights need none of it).
@@ -105,10 +106,12 @@ def check_resume_fits(
             f"({', '.join(saved['pipeline'].get('channel_names') or [])}); the configured channels give "
             f"{configured['in_channels']}. Resume with the channels= the run was started with."
         )
-    if list(saved["class_names"]) != list(configured["class_names"]):
+    saved_outputs, configured_outputs = layout_of_hparams(saved), layout_of_hparams(configured)
+    if saved_outputs != configured_outputs:
         raise CheckpointError(
-            f"ckpt_path '{path}': predicts classes {list(saved['class_names'])}; the configured target "
-            f"gives {list(configured['class_names'])}. Resume with the target= the run was started with."
+            f"ckpt_path '{path}': predicts {', '.join(saved_outputs.channel_names)}; the configured target "
+            f"gives {', '.join(configured_outputs.channel_names)}. Resume with the target= the run was "
+            "started with."
         )
     model_changes = _differences(dict(saved["model"]), dict(configured["model"]))
     if model_changes:

@@ -13,6 +13,9 @@ from torchmetrics import MeanMetric, Metric
 from cellseg.errors import ConfigError
 from cellseg.metrics import InstanceMetrics, IsbiMetrics, SegmentationMetrics
 
+#: One image's class probabilities (K, H, W) and regression maps (R, H, W) or None -> instance ids (H, W).
+Decoder = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
+
 #: The scores a run is summarised by (HParams table, per-epoch log line), where the data set logs them.
 MAIN_SCORES = ("val/dice", "val/iou", "val/ap50", "val/v_rand")
 #: Metrics a data set can ask for on top of the pixel scores (``data.eval_metrics``).
@@ -28,8 +31,15 @@ class StageMetrics(nn.Module):
     """
 
     def __init__(
-        self, class_names: Sequence[str], ignore_index: int, extra: Sequence[str] = (), training: bool = False
+        self,
+        class_names: Sequence[str],
+        ignore_index: int,
+        extra: Sequence[str] = (),
+        training: bool = False,
+        decode: Decoder | None = None,
     ) -> None:
+        """``decode`` turns one image's class probabilities (K, H, W) and regression maps (R, H, W) into
+        instance ids, for targets with regression outputs (the target's :meth:`decode`)."""
         super().__init__()
         unknown = sorted(set(extra) - set(EXTRA_METRICS))
         if unknown:
@@ -40,33 +50,54 @@ class StageMetrics(nn.Module):
         self.loss = MeanMetric()
         extra = () if training else tuple(extra)
         self.isbi = IsbiMetrics(ignore_index=ignore_index) if "isbi" in extra else None
-        instance_mode = "boundary" if "border" in class_names else "components"
+        self.decode = decode
+        instance_mode = "instances" if decode else "boundary" if "border" in class_names else "components"
         self.instances = InstanceMetrics(predictions=instance_mode) if "instances" in extra else None
 
     def update(
-        self, logits: torch.Tensor, preds: torch.Tensor, batch: Mapping[str, torch.Tensor], loss: torch.Tensor
+        self,
+        logits: torch.Tensor,
+        preds: torch.Tensor,
+        batch: Mapping[str, torch.Tensor],
+        loss: torch.Tensor,
+        regression: torch.Tensor | None = None,
     ) -> None:
-        """One training/validation batch: network logits, their argmax, the batch and its loss."""
+        """One training/validation batch: class logits, their argmax, the batch, its loss and the
+        network's regression maps (targets with regression outputs)."""
         self.loss.update(loss.detach(), weight=batch["mask"].shape[0])
-        self._update_scores(lambda: logits.detach().float().softmax(dim=1), preds, batch)
+        self._update_scores(lambda: logits.detach().float().softmax(dim=1), preds, batch, regression)
 
     def update_from_probabilities(
-        self, probabilities: torch.Tensor, batch: Mapping[str, torch.Tensor]
+        self,
+        probabilities: torch.Tensor,
+        batch: Mapping[str, torch.Tensor],
+        regression: torch.Tensor | None = None,
     ) -> None:
         """Predictions that are already class probabilities (B, K, H, W), e.g. from tiled inference."""
-        self._update_scores(lambda: probabilities, probabilities.argmax(dim=1), batch)
+        self._update_scores(lambda: probabilities, probabilities.argmax(dim=1), batch, regression)
 
     def _update_scores(
         self,
         probabilities: Callable[[], torch.Tensor],
         preds: torch.Tensor,
         batch: Mapping[str, torch.Tensor],
+        regression: torch.Tensor | None,
     ) -> None:
         self.scores.update(preds, batch["mask"])
         if self.isbi is not None:
             self.isbi.update(1.0 - probabilities()[:, 0], batch["mask"])
         if self.instances is not None and "instances" in batch:
-            self.instances.update(preds, batch["instances"].clamp_min(0))
+            predicted = preds if self.decode is None else self._decoded(probabilities(), regression)
+            self.instances.update(predicted, batch["instances"].clamp_min(0))
+
+    def _decoded(self, probabilities: torch.Tensor, regression: torch.Tensor | None) -> torch.Tensor:
+        """Instance ids (B, H, W) of a batch, each image decoded by the target."""
+        assert self.decode is not None
+        probs = probabilities.detach().float().cpu().numpy()
+        maps = regression.detach().float().cpu().numpy() if regression is not None else [None] * len(probs)
+        return torch.stack(
+            [torch.from_numpy(self.decode(p, r).astype(np.int64)) for p, r in zip(probs, maps, strict=True)]
+        )
 
     def merge(self, other: StageMetrics) -> None:
         """Add another's accumulated state (every state is a sum): pooled scores from per-image ones."""

@@ -46,7 +46,7 @@ def run_stats(cfg: DictConfig, output_dir: Path | None = None, console: Console 
     target = instantiate(cfg.target, _convert_="all")
     shape = _input_shape(cfg, channels.num_channels)
     model_options = OmegaConf.to_container(cfg.model, resolve=True)
-    net = create_model(in_channels=shape[0], classes=len(target.class_names), **model_options)
+    net = create_model(in_channels=shape[0], classes=target.outputs.num_channels, **model_options)
     stats = model_stats(net, shape)
     title = f"{cfg.model.arch} ({type(unwrap(net)).__name__}), input {' x '.join(map(str, shape))}"
     console = console or Console()

@@ -2,7 +2,8 @@
 
 Every loss is an ``nn.Module`` built once per run by :func:`build_loss` and called ``loss(logits,
 batch)`` with logits (B, K, H, W) and the batch dict (``mask``, and ``weight_map`` for
-``unet_weighted_ce``, which the label pipeline computes). See :data:`LOSS_TERMS` for the terms and
+``unet_weighted_ce``, which the label pipeline computes; ``regression`` and ``regression_output`` for
+the regression terms ``mse`` and ``smooth_l1``, see :mod:`cellseg.losses.regression`). See :data:`LOSS_TERMS` for the terms and
 :class:`CompositeLoss` for sums.
 """
 
@@ -20,11 +21,17 @@ from cellseg.losses.composite import LOSS_TERMS, CompositeLoss
 from cellseg.losses.cross_entropy import CrossEntropyLoss, FocalLoss, UNetWeightedCrossEntropyLoss
 from cellseg.losses.lovasz import LovaszSoftmaxLoss
 from cellseg.losses.overlap import DiceLoss, TverskyLoss
+from cellseg.losses.regression import MSELoss, RegressionLoss, SmoothL1Loss
 
 
 def build_loss(config: Mapping[str, Any], num_classes: int, ignore_index: int = -100) -> nn.Module:
     """The loss of a resolved ``loss`` config, sized by the target's classes."""
     return instantiate(dict(config), num_classes=num_classes, ignore_index=ignore_index)
+
+
+def trains_regression(loss: nn.Module) -> bool:
+    """Whether a built loss has a regression term (alone or composed)."""
+    return any(isinstance(module, RegressionLoss) for module in loss.modules())
 
 
 def weight_map_settings(loss: nn.Module) -> dict[str, Any] | None:
@@ -45,11 +52,15 @@ __all__ = [
     "DiceLoss",
     "FocalLoss",
     "LovaszSoftmaxLoss",
+    "MSELoss",
+    "RegressionLoss",
     "SegmentationLoss",
+    "SmoothL1Loss",
     "TverskyLoss",
     "UNetWeightedCrossEntropyLoss",
     "binary_logit",
     "build_loss",
     "resolve_class_weights",
+    "trains_regression",
     "weight_map_settings",
 ]

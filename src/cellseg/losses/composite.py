@@ -15,6 +15,7 @@ from cellseg.losses.binary import BinaryCrossEntropyLoss
 from cellseg.losses.cross_entropy import CrossEntropyLoss, FocalLoss, UNetWeightedCrossEntropyLoss
 from cellseg.losses.lovasz import LovaszSoftmaxLoss
 from cellseg.losses.overlap import DiceLoss, TverskyLoss
+from cellseg.losses.regression import MSELoss, SmoothL1Loss
 
 #: Term name -> class. Every class is also a loss on its own (``loss=<name>``).
 LOSS_TERMS: dict[str, type[SegmentationLoss]] = {
@@ -25,6 +26,8 @@ LOSS_TERMS: dict[str, type[SegmentationLoss]] = {
     "tversky": TverskyLoss,
     "lovasz": LovaszSoftmaxLoss,
     "unet_weighted_ce": UNetWeightedCrossEntropyLoss,
+    "mse": MSELoss,
+    "smooth_l1": SmoothL1Loss,
 }
 _RESERVED = ("num_classes", "ignore_index")
 

@@ -94,6 +94,7 @@ class SegmentationDataset(Dataset):
         self.weight_map = weight_map
         self._classes: dict[int, np.ndarray] = {}
         self._weights: dict[int, np.ndarray] = {}
+        self._regression: dict[int, np.ndarray] = {}
 
     def _instances(self, samples: SampleSet, used: frozenset[int]) -> list[np.ndarray]:
         if not self.target.needs_image:
@@ -127,6 +128,20 @@ class SegmentationDataset(Dataset):
         if index not in self._weights:
             self._weights[index] = self.weight_map(np.maximum(self.instances[index], 0)).astype(np.float32)
         return self._weights[index]
+
+    def regression(self, index: int, instances: np.ndarray | None = None) -> np.ndarray:
+        """Regression maps (R, H, W) of the target (distance, flows) from an image's instances.
+
+        Computed from the instances as the sample finally is (cropped and augmented), so the maps are
+        right under any geometric transform: a rotated image gets rotated flow vectors, a cut cell the
+        distances of its visible part. Samples without crop or augmentation (validation) compute them
+        once per image and keep them.
+        """
+        if instances is not None:
+            return self.target.regression(instances)
+        if index not in self._regression:
+            self._regression[index] = self.target.regression(self.instances[index])
+        return self._regression[index]
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch whose random draws the next samples take."""
@@ -164,4 +179,8 @@ class SegmentationDataset(Dataset):
         }
         if self.weight_map is not None:
             item["weight_map"] = torch.from_numpy(np.ascontiguousarray(labels[2], dtype=np.float32))
+        if self.target.regression_names:
+            transformed = self.crop_size is not None or self.augment is not None
+            maps = self.regression(index, item["instances"].numpy() if transformed else None)
+            item["regression"] = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))
         return item
