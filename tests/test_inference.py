@@ -149,16 +149,17 @@ def test_tiled_prediction_matches_whole_image_prediction_without_seams(trained_r
 
 
 def test_instances_of_a_boundary_prediction_separate_touching_cells():
-    from cellseg.inference.decode import encode_mask, instance_labels, mask_values
+    from cellseg.data.pipeline.targets import BinaryTarget, BoundaryTarget
+    from cellseg.inference.decode import encode_mask, mask_values
 
     classes = np.zeros((12, 20), np.uint8)
     classes[2:10, 2:18] = 2  # one blob of border ...
     classes[3:9, 3:9] = 1  # ... around two interiors that touch through border pixels
     classes[3:9, 10:17] = 1
-    labels = instance_labels(classes, ("background", "interior", "border"))
+    labels = BoundaryTarget().instances_of_classes(classes)
     assert labels.max() == 2 and set(np.unique(labels[classes == 0])) == {0}
     assert (labels[classes > 0] > 0).all()  # border pixels are given to the cells
-    assert instance_labels(classes > 0, ("background", "cell")).max() == 1  # components merge them
+    assert BinaryTarget().instances_of_classes(classes > 0).max() == 1  # components merge them
     assert encode_mask(classes, mask_values([0, 100, 200], ("b", "i", "e"))).max() == 200
     with pytest.raises(ConfigError, match="one value per class"):
         mask_values([0, 1], ("b", "i", "e"))

@@ -9,6 +9,11 @@ checkpoint; relative paths are relative to where you start the command). Channel
 target always come from the checkpoint. Results go next to the run, in
 ``<run>/eval/<checkpoint>/<split>_<date>_<time>/``: ``eval.json`` (scores pooled over the split, as in
 training), ``per_image.csv`` (one row per image) and TensorBoard scalars in ``<run>/tensorboard/eval``.
+
+``tune=true`` first searches the decoding thresholds of ``target=distance`` / ``target=flows`` that
+maximise AP50 on the val split, stores them in the checkpoint (used by predict and evaluate from then on)
+and writes every combination tried to ``tuning.csv``; ``decoding.<name>=<value>`` overrides one setting
+for this evaluation only.
 """
 
 from __future__ import annotations
@@ -31,13 +36,16 @@ from cellseg.evaluation import (
     check_split,
     data_config,
     datamodule_for,
+    decoding_overrides,
     log_to_tensorboard,
     prediction_writer,
     score_split,
+    tune_on_validation,
 )
 from cellseg.inference.checkpoint import load_model, read_checkpoint
 from cellseg.inference.predictor import Predictor
 from cellseg.inference.tiling import TileSettings
+from cellseg.instances.tuning import store_decoding
 from cellseg.runs import run_dir_of
 from cellseg.utils.io import write_csv_atomic, write_json_atomic
 from cellseg.utils.tables import print_score_table
@@ -71,10 +79,32 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     )
     out_dir = Path(cfg.paths.run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    on_image = prediction_writer(out_dir / "predictions", model.class_names) if cfg.save_predictions else None
+    target = model.target
+    tuning, outputs = None, None
+    if cfg.tune:
+        tuning, val_outputs = tune_on_validation(predictor, datamodule, target, cfg.progress)
+        store_decoding(model.path, tuning.settings)
+        write_csv_atomic(out_dir / "tuning.csv", tuning.trials)
+        log.info(
+            "Tuned decoding on val: %s (AP50 %.4f, defaults %.4f); stored in %s",
+            tuning.settings,
+            tuning.score,
+            tuning.default_score,
+            model.path,
+        )
+        target.set_decoding(tuning.settings)
+        outputs = val_outputs if cfg.split == "val" else None
+    target.set_decoding({**target.decoding, **decoding_overrides(cfg)})
+    on_image = (
+        prediction_writer(out_dir / "predictions", model.class_names, predictor.layout, target.decode)
+        if cfg.save_predictions
+        else None
+    )
 
     log.info("Evaluating %s on the %s split of %s", model.path, cfg.split, type(datamodule).__name__)
-    scores, rows = score_split(predictor, datamodule, cfg.split, cfg.progress, on_image)
+    scores, rows = score_split(
+        predictor, datamodule, cfg.split, cfg.progress, on_image, target.decode, outputs
+    )
     step, epoch = model.global_step, model.epoch
     prefixed = {f"{cfg.split}/{k}": v for k, v in scores.items()}
     result = {
@@ -87,6 +117,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "scores": prefixed,
         "tile": OmegaConf.to_container(cfg.tile, resolve=True),
         "tta": cfg.tta,
+        "decoding": target.decoding,
+        **({"tuning": tuning.describe()} if tuning is not None else {}),
         "device": str(predictor.device),
         "seconds": round(time.perf_counter() - started, 3),
         "cellseg_version": __version__,

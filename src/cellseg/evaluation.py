@@ -17,14 +17,19 @@ from tqdm import tqdm
 
 from cellseg.data.pipeline.channels import ChannelStrategy
 from cellseg.data.pipeline.normalize import Normalization
-from cellseg.data.pipeline.targets import target_from_description
+from cellseg.data.pipeline.targets import Target, target_from_description
 from cellseg.data.sources.base import SegmentationDataModule
 from cellseg.errors import ConfigError
 from cellseg.inference.checkpoint import LoadedModel
 from cellseg.inference.decode import default_mask_values
 from cellseg.inference.predictor import Predictor
-from cellseg.inference.results import ImageResult, OutputOptions, write_results
+from cellseg.inference.results import Decoder, ImageResult, OutputOptions, write_results
+from cellseg.instances.tuning import TuningResult, tune_decoding
+from cellseg.outputs import OutputLayout
 from cellseg.stage_metrics import StageMetrics
+
+#: A ``decoding.*`` value that keeps the checkpoint's setting.
+KEEP_STORED = "checkpoint"
 
 #: The splits a checkpoint can be scored on (training's own split is not a test of it).
 SPLITS = ("val", "test")
@@ -73,23 +78,35 @@ def score_split(
     split: str,
     progress: bool = True,
     on_image: Callable[[str, np.ndarray], None] | None = None,
+    decode: Decoder | None = None,
+    outputs: Sequence[np.ndarray] | None = None,
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """Pooled scores of the split (as training computes them) and one row of scores per image."""
+    """Pooled scores of the split (as training computes them) and one row of scores per image.
+
+    ``decode`` makes instances of targets with regression outputs (default: the checkpoint's target);
+    ``outputs`` are the split's predicted outputs when already computed (:func:`predict_split`)."""
     dataset = datamodule.dataset(split)
     class_names = list(predictor.class_names)
     ignore_index = int(predictor.model.pipeline["target"].get("ignore_index", -100))
     extra = tuple(datamodule.eval_metrics)
-    pooled = StageMetrics(class_names, ignore_index, extra)
+    layout = predictor.layout
+    # Classes only: instances come from the class map, as in training.
+    decode = (decode or predictor.model.target.decode) if layout.has_regression else None
+    pooled = StageMetrics(class_names, ignore_index, extra, decode=decode)
     rows = []
     for index in tqdm(
         range(len(dataset.samples)), desc=f"{split} images", unit="image", disable=not progress
     ):
         started = time.perf_counter()
-        probabilities = predictor.probabilities(dataset.samples.images[index])
+        image_outputs = (
+            outputs[index] if outputs is not None else predictor.outputs(dataset.samples.images[index])
+        )
+        probabilities, regression = layout.split_array(image_outputs)
         batch = _batch(dataset.classes(index), dataset.instances[index])
         tensor = torch.from_numpy(probabilities)[None]
-        single = StageMetrics(class_names, ignore_index, extra)
-        single.update_from_probabilities(tensor, batch)
+        single = StageMetrics(class_names, ignore_index, extra, decode=decode)
+        maps = torch.from_numpy(regression)[None] if regression is not None else None
+        single.update_from_probabilities(tensor, batch, maps)
         pooled.merge(single)  # the image's counts join the split's: each metric is computed once
         height, width = probabilities.shape[-2:]
         rows.append(
@@ -102,8 +119,45 @@ def score_split(
             }
         )
         if on_image is not None:
-            on_image(dataset.samples.names[index], probabilities)
+            on_image(dataset.samples.names[index], image_outputs)
     return pooled.compute(), rows
+
+
+def predict_split(
+    predictor: Predictor, datamodule: SegmentationDataModule, split: str, progress: bool = True
+) -> list[np.ndarray]:
+    """The outputs (K + R, H, W) of every image of a split, kept to be decoded many times (tuning)."""
+    dataset = datamodule.dataset(split)
+    return [
+        predictor.outputs(image)
+        for image in tqdm(dataset.samples.images, desc=f"{split} images", unit="image", disable=not progress)
+    ]
+
+
+def decoding_overrides(cfg: Any) -> dict[str, Any]:
+    """The ``decoding.<name>=<value>`` settings given to predict or evaluate, over the checkpoint's: the
+    ones not left at ``checkpoint``, limited to those the checkpoint's target has."""
+    from omegaconf import OmegaConf
+
+    given = cfg.get("decoding")
+    settings = dict(OmegaConf.to_container(given, resolve=True)) if given else {}
+    return {name: value for name, value in settings.items() if value != KEEP_STORED}
+
+
+def tune_on_validation(
+    predictor: Predictor, datamodule: SegmentationDataModule, target: Target, progress: bool = True
+) -> tuple[TuningResult, list[np.ndarray]]:
+    """Decoding settings tuned for AP50 on the val split, and the split's outputs (reused when scoring)."""
+    if not datamodule.has_split("val"):
+        raise ConfigError(f"tune=true needs a val split; {type(datamodule).__name__} has none.")
+    if not target.tuning_grid():
+        raise ConfigError(
+            f"tune=true: {type(target).__name__} has no decoding thresholds to tune (its instances come "
+            "from the class map); tuning applies to target=distance and target=flows."
+        )
+    outputs = predict_split(predictor, datamodule, "val", progress)
+    truths = datamodule.dataset("val").instances
+    return tune_decoding(target, predictor.layout, outputs, truths, progress), outputs
 
 
 def log_to_tensorboard(run_dir: Path, split: str, scores: Mapping[str, float], step: int, text: str) -> Path:
@@ -119,15 +173,22 @@ def log_to_tensorboard(run_dir: Path, split: str, scores: Mapping[str, float], s
     return folder
 
 
-def prediction_writer(folder: Path, class_names: Sequence[str]) -> Callable[[str, np.ndarray], None]:
-    """An ``on_image`` for :func:`score_split` that saves each image's mask and foreground probability."""
+def prediction_writer(
+    folder: Path, class_names: Sequence[str], layout: OutputLayout, decode: Decoder
+) -> Callable[[str, np.ndarray], None]:
+    """An ``on_image`` for :func:`score_split` that saves each image's mask, foreground probability and
+    instance labels."""
     options = OutputOptions(
-        ("mask", "probability"), "png", tuple(default_mask_values(len(class_names))), "foreground"
+        ("mask", "probability", "instances"),
+        "png",
+        tuple(default_mask_values(len(class_names))),
+        "foreground",
     )
 
-    def write(name: str, probabilities: np.ndarray) -> None:
+    def write(name: str, outputs: np.ndarray) -> None:
         # Sample names such as "train-volume.tif[25]" become file names such as "train-volume_tif_25".
         stem = re.sub(r"[^\w-]+", "_", name).strip("_")
-        write_results(folder, stem, [ImageResult.of(probabilities, options)], class_names, options)
+        result = ImageResult.of(outputs, options, layout, decode)
+        write_results(folder, stem, [result], class_names, options)
 
     return write

@@ -7,6 +7,9 @@ The checkpoint alone says how to read the images (channels, normalisation) and w
 Images are predicted tile by tile (``tile.*``), so their size is not limited by GPU or CPU memory.
 Results go to ``output/masks``, ``output/probabilities`` and ``output/instances``, one file per input
 file (a stack in, a multi-page TIFF out), with ``predict.json`` listing what was written and how.
+``measure=true`` adds ``output/measurements/<file>.csv`` (a row per cell: area, perimeter, centroid,
+shape, intensities per channel; in micrometres too with ``pixel_size``), ``output/summary.csv`` (cell
+count and areas per image) and ``output/overlays/<image>.png`` (each cell's outline on the image).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from cellseg import __version__
 from cellseg.cli import exit_on_bad_input, run_command
 from cellseg.config import config_dir
+from cellseg.evaluation import decoding_overrides
 from cellseg.inference.checkpoint import read_checkpoint
 from cellseg.inference.inputs import expand_inputs
 from cellseg.inference.predictor import Predictor
@@ -41,7 +45,19 @@ def _list_or_str(node: Any) -> list[Any] | str:
 
 
 def _settings(cfg: DictConfig) -> dict[str, Any]:
-    keys = ("channel_names", "pages", "save", "mask", "probability", "tile", "tta", "device", "amp")
+    keys = (
+        "channel_names",
+        "pages",
+        "save",
+        "mask",
+        "probability",
+        "measure",
+        "pixel_size",
+        "tile",
+        "tta",
+        "device",
+        "amp",
+    )
     resolved = OmegaConf.to_container(cfg, resolve=True)
     return {k: resolved[k] for k in keys}
 
@@ -60,7 +76,11 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         OmegaConf.to_container(cfg.mask["values"]) if cfg.mask["values"] else None,
         str(cfg.probability),
         predictor.class_names,
+        measure=bool(cfg.measure),
+        pixel_size=cfg.pixel_size,
     )
+    target = predictor.model.target
+    target.set_decoding({**target.decoding, **decoding_overrides(cfg)})
     files = expand_inputs(_list_or_str(cfg.input))
     output = check_output_folder(cfg.output, cfg.overwrite, ignore=HYDRA_FILES)
     log.info(
@@ -73,12 +93,13 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         tiles.blend,
         cfg.tta,
     )
-    entries = predict_files(predictor, files, output, options, cfg.pages, cfg.progress)
+    entries = predict_files(predictor, files, output, options, cfg.pages, cfg.progress, target.decode)
     manifest = {
         "checkpoint": str(predictor.model.path),
         "class_names": list(predictor.class_names),
         "channel_names": list(predictor.channel_names),
         "mask_values": list(options.mask_values),
+        "decoding": target.decoding,
         "settings": _settings(cfg),
         "device": str(predictor.device),
         "files": entries,

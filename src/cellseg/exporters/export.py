@@ -40,6 +40,8 @@ def build_metadata(model: LoadedModel, settings: ExportSettings, dynamic: bool) 
     multiple = input_multiple(model.net)
     metadata: dict[str, Any] = {
         "class_names": list(model.class_names),
+        "regression_names": list(model.layout.regression_names),
+        "decoding": model.target.decoding,
         "channel_names": list(model.channel_names),
         "in_channels": model.in_channels,
         "pipeline": model.pipeline,
@@ -47,7 +49,11 @@ def build_metadata(model: LoadedModel, settings: ExportSettings, dynamic: bool) 
         "input_size": list(settings.input_size),
         "dynamic": dynamic,
         "input_multiple": multiple,
-        "output": "logits (B, K, H, W), K = len(class_names)",
+        "output": (
+            "logits (B, K, H, W), K = len(class_names)"
+            if not model.layout.has_regression
+            else "(B, K + R, H, W): K class logits (softmax them), then the R regression_names maps (linear)"
+        ),
         "format": settings.format,
         "cellseg_version": __version__,
     }

@@ -16,8 +16,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from cellseg.data.pipeline.targets import Target, target_from_description
 from cellseg.errors import CellsegError, CheckpointNotFoundError
 from cellseg.inference.legacy import current_targets
+from cellseg.outputs import OutputLayout, layout_of_hparams
 
 #: Hyperparameters without which a checkpoint cannot be turned back into a predictor.
 REQUIRED_HPARAMS = ("model", "in_channels", "class_names", "pipeline")
@@ -44,6 +46,20 @@ class LoadedModel:
     def channel_names(self) -> tuple[str, ...]:
         """Names of the source image's planes the checkpoint was trained on, in order."""
         return tuple(self.pipeline["channel_names"])
+
+    @property
+    def layout(self) -> OutputLayout:
+        """The network's output channels: class logits, then regression maps."""
+        return layout_of_hparams(self.hparams)
+
+    @property
+    def target(self) -> Target:
+        """The labeling strategy the network learned, with the checkpoint's decoding settings: those tuned
+        on validation (``decoding`` in the checkpoint) over the target's configured ones."""
+        target = target_from_description(dict(self.pipeline["target"]))
+        if self.hparams.get("decoding"):
+            target.set_decoding({**target.decoding, **dict(self.hparams["decoding"])})
+        return target
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -96,7 +112,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     class_names = tuple(hparams["class_names"])
     in_channels = int(hparams["in_channels"])
     net = create_model(
-        in_channels=in_channels, classes=len(class_names), **_offline_model_config(hparams["model"])
+        in_channels=in_channels,
+        classes=layout_of_hparams(hparams).num_channels,
+        **_offline_model_config(hparams["model"]),
     )
     prefix = "net."
     weights = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}

@@ -1,4 +1,5 @@
-"""From per-class probabilities to what a user saves: class masks, cell probability, instance labels."""
+"""From per-class probabilities to what a user saves: class masks and cell probability (instance labels
+come from the target's own decoding, :meth:`cellseg.data.pipeline.targets.Target.decode`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from cellseg.errors import ConfigError
-from cellseg.metrics.instances import instances_from_boundary_classes, instances_from_classes
 
 
 def class_map(probabilities: np.ndarray) -> np.ndarray:
@@ -21,15 +21,6 @@ def foreground_probability(probabilities: np.ndarray) -> np.ndarray:
     For ISBI this is the cell-interior probability, the polarity of the challenge's labels.
     """
     return (1.0 - probabilities[0]).astype(np.float32)
-
-
-def instance_labels(classes: np.ndarray, class_names: Sequence[str]) -> np.ndarray:
-    """Instance ids (H, W) int32: a seeded watershed for the boundary target, else connected components."""
-    if "border" in class_names:
-        labels = instances_from_boundary_classes(classes, interior=1, boundary=class_names.index("border"))
-    else:
-        labels = instances_from_classes(classes, foreground=range(1, len(class_names)))
-    return labels.astype(np.int32)
 
 
 def default_mask_values(num_classes: int) -> list[int]:

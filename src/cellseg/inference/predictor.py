@@ -54,7 +54,10 @@ class Predictor:
         # may lack planes the model never reads (a stain that was only the training target).
         self.inputs = InputPipeline.from_pipeline(model.pipeline, channel_names)
         self.multiple = input_multiple(model.net)
-        self._predict_batch = with_tta(self._softmax, tta)
+        layout = model.layout
+        self.layout = layout
+        flows = [layout.channel_names.index(n) for n in ("flow_y", "flow_x") if n in layout.channel_names]
+        self._predict_batch = with_tta(self._activated, tta, vectors=[tuple(flows)] if flows else [])
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs: object) -> Predictor:
@@ -69,28 +72,40 @@ class Predictor:
     def class_names(self) -> tuple[str, ...]:
         return self.model.class_names
 
-    def _softmax(self, tiles: torch.Tensor) -> torch.Tensor:
+    def _activated(self, tiles: torch.Tensor) -> torch.Tensor:
+        """Class probabilities and regression maps of a batch of tiles (the layout's activation)."""
         if self.amp:
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
             with torch.autocast("cuda", dtype=dtype):
-                logits = self.model.net(tiles)
+                raw = self.model.net(tiles)
         else:
-            logits = self.model.net(tiles)
-        return logits.float().softmax(dim=1)
+            raw = self.model.net(tiles)
+        return self.layout.activate(raw)
 
     def tiles_for(self, height: int, width: int) -> int:
         """Tiles of one image (for progress bars); each costs one network pass per TTA transform."""
         return count_tiles(height, width, self.tiles, self.multiple)
 
+    def outputs(self, source: np.ndarray, progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """(K + R, H, W) float32: class probabilities, then the target's regression maps (distance, flows),
+        of a source image (C, H, W) with the checkpoint's channels; tiles are blended, then decoded whole,
+        so a cell across a tile border is one cell."""
+        return self.outputs_of_input(self.inputs(source), progress)
+
+    def outputs_of_input(
+        self, model_input: np.ndarray, progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        """Like :meth:`outputs` for an image that is already model input (C_in, H, W) float32."""
+        return predict_tiled(
+            self._predict_batch, model_input, self.tiles, self.device, progress, self.multiple
+        )
+
     def probabilities(self, source: np.ndarray, progress: Callable[[int], None] | None = None) -> np.ndarray:
         """(K, H, W) float32 class probabilities of a source image (C, H, W) with the checkpoint's channels."""
-        model_input = self.inputs(source)
-        return self.probabilities_of_input(model_input, progress)
+        return self.layout.split_array(self.outputs(source, progress))[0]
 
     def probabilities_of_input(
         self, model_input: np.ndarray, progress: Callable[[int], None] | None = None
     ) -> np.ndarray:
         """Like :meth:`probabilities` for an image that is already model input (C_in, H, W) float32."""
-        return predict_tiled(
-            self._predict_batch, model_input, self.tiles, self.device, progress, self.multiple
-        )
+        return self.layout.split_array(self.outputs_of_input(model_input, progress))[0]
