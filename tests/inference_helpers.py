@@ -20,20 +20,16 @@ def write_checkpoint(
     model: dict | None = None,
     data: dict | None = None,
     target: dict | None = None,
+    regression_names: Sequence[str] = (),
+    normalization: dict | None = None,
 ) -> Path:
     """An untrained cellseg checkpoint with the keys Lightning writes (state_dict, hyper_parameters)."""
     pipeline = {
         "source": "test",
         "channel_names": list(channel_names),
         "channels": list(specs),
-        "normalization": {
-            "method": "percentile",
-            "low": 1.0,
-            "high": 99.8,
-            "clip": True,
-            "mean": None,
-            "std": None,
-        },
+        "normalization": normalization
+        or {"method": "percentile", "low": 1.0, "high": 99.8, "clip": True, "mean": None, "std": None},
         "target": target or {"kind": "BinaryTarget", "class_names": list(class_names), "ignore_index": -100},
         "class_names": list(class_names),
         "crop_size": 64,
@@ -48,6 +44,7 @@ def write_checkpoint(
         in_channels=len(specs),
         class_names=list(class_names),
         pipeline=pipeline,
+        regression_names=list(regression_names),
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(
