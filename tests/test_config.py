@@ -53,6 +53,8 @@ def _option_overrides(group: str, option: str, tmp_path) -> list[str]:
         overrides = [f"{group}={option}"]
         if group == "target" and option == "from_channel":
             overrides += ["target.channel=nucleus", "channels=brightfield"]
+        if group == "loss" and option in ("distance", "flows"):  # the losses of those targets
+            overrides += [f"target={option}"]
     return overrides + (SMALL_SYNTHETIC if data == "synthetic" else [])
 
 
@@ -70,7 +72,9 @@ def test_every_option_composes_and_instantiates(group, option, tmp_path):
     assert isinstance(module, SegmentationModule)
     with torch.no_grad():
         logits = module.eval()(torch.zeros(1, datamodule.in_channels, 64, 64))
-    assert logits.shape == (1, datamodule.num_classes, 64, 64)
+    assert logits.shape == (1, datamodule.target.outputs.num_channels, 64, 64)
+    if module.layout.has_regression:
+        assert batch["regression"].shape[1] == len(module.layout.regression_names)
     build_callbacks(cfg)
     build_loggers(cfg)
     if group == "trainer":

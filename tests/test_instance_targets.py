@@ -272,7 +272,7 @@ def flows_run(tmp_path_factory) -> Path:
         "model.init_features=8",
         "target=flows",
         "trainer.max_epochs=2",
-        "+callbacks.tune_decoding._target_=cellseg.callbacks.tune_decoding.TuneDecoding",
+        "+callbacks.tune_decoding._target_=cellseg.tuning.TuneDecoding",
     ]
     train(compose_config(overrides, run_dir=run_dir))
     return run_dir

@@ -25,6 +25,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "cellseg.data.io",
         "cellseg.data.downloads",
         "cellseg.data.pipeline",
+        "cellseg.instances",
     ),
     (
         "cellseg.data",
@@ -44,6 +45,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "cellseg.evaluation",
         "cellseg.comparison",
         "cellseg.lr_finder",
+        "cellseg.tuning",
     ),
     ("cellseg.config",),
     ("cellseg.build", "cellseg.cli", "cellseg.preflight", "cellseg.training"),

@@ -40,13 +40,12 @@ from cellseg.evaluation import (
     log_to_tensorboard,
     prediction_writer,
     score_split,
-    tune_on_validation,
 )
 from cellseg.inference.checkpoint import load_model, read_checkpoint
 from cellseg.inference.predictor import Predictor
 from cellseg.inference.tiling import TileSettings
-from cellseg.instances.tuning import store_decoding
 from cellseg.runs import run_dir_of
+from cellseg.tuning import tune_and_store
 from cellseg.utils.io import write_csv_atomic, write_json_atomic
 from cellseg.utils.tables import print_score_table
 
@@ -82,16 +81,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     target = model.target
     tuning, outputs = None, None
     if cfg.tune:
-        tuning, val_outputs = tune_on_validation(predictor, datamodule, target, cfg.progress)
-        store_decoding(model.path, tuning.settings)
+        tuning, val_outputs = tune_and_store(model.path, predictor, datamodule, target, cfg.progress)
         write_csv_atomic(out_dir / "tuning.csv", tuning.trials)
-        log.info(
-            "Tuned decoding on val: %s (AP50 %.4f, defaults %.4f); stored in %s",
-            tuning.settings,
-            tuning.score,
-            tuning.default_score,
-            model.path,
-        )
         target.set_decoding(tuning.settings)
         outputs = val_outputs if cfg.split == "val" else None
     target.set_decoding({**target.decoding, **decoding_overrides(cfg)})

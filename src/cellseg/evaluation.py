@@ -17,14 +17,13 @@ from tqdm import tqdm
 
 from cellseg.data.pipeline.channels import ChannelStrategy
 from cellseg.data.pipeline.normalize import Normalization
-from cellseg.data.pipeline.targets import Target, target_from_description
+from cellseg.data.pipeline.targets import target_from_description
 from cellseg.data.sources.base import SegmentationDataModule
 from cellseg.errors import ConfigError
 from cellseg.inference.checkpoint import LoadedModel
 from cellseg.inference.decode import default_mask_values
 from cellseg.inference.predictor import Predictor
 from cellseg.inference.results import Decoder, ImageResult, OutputOptions, write_results
-from cellseg.instances.tuning import TuningResult, tune_decoding
 from cellseg.outputs import OutputLayout
 from cellseg.stage_metrics import StageMetrics
 
@@ -142,22 +141,6 @@ def decoding_overrides(cfg: Any) -> dict[str, Any]:
     given = cfg.get("decoding")
     settings = dict(OmegaConf.to_container(given, resolve=True)) if given else {}
     return {name: value for name, value in settings.items() if value != KEEP_STORED}
-
-
-def tune_on_validation(
-    predictor: Predictor, datamodule: SegmentationDataModule, target: Target, progress: bool = True
-) -> tuple[TuningResult, list[np.ndarray]]:
-    """Decoding settings tuned for AP50 on the val split, and the split's outputs (reused when scoring)."""
-    if not datamodule.has_split("val"):
-        raise ConfigError(f"tune=true needs a val split; {type(datamodule).__name__} has none.")
-    if not target.tuning_grid():
-        raise ConfigError(
-            f"tune=true: {type(target).__name__} has no decoding thresholds to tune (its instances come "
-            "from the class map); tuning applies to target=distance and target=flows."
-        )
-    outputs = predict_split(predictor, datamodule, "val", progress)
-    truths = datamodule.dataset("val").instances
-    return tune_decoding(target, predictor.layout, outputs, truths, progress), outputs
 
 
 def log_to_tensorboard(run_dir: Path, split: str, scores: Mapping[str, float], step: int, text: str) -> Path:
