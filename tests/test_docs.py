@@ -770,6 +770,8 @@ def trained(tmp_path_factory):
         run = base / task / RUN_NAME
         if task == "train":
             args = [*FAST, f"hydra.run.dir={run}"]
+        elif task == "flows":  # a target=flows run: for the commands that tune its decoding
+            args = [*FAST, "target=flows", f"hydra.run.dir={run}"]
         elif task == "isbi_unet":
             if not (SHARED_DATA / "isbi2012").is_dir():
                 pytest.skip("needs ../shared/data/isbi2012 for an ISBI checkpoint")
@@ -799,7 +801,7 @@ def _workspace(tmp_path: Path, command: DocCommand, trained) -> Path:
     for task in tasks:
         # hard links: each test has its own run folder (evaluate and export write next to the checkpoint)
         shutil.copytree(trained(task), work / "outputs" / task / RUN_NAME, copy_function=os.link)
-    if tasks & {"train"}:
+    if tasks & {"train", "flows"}:
         for folder in ("images", "my_images"):
             _write_images(work / folder, planes=5)  # the synthetic data's five channels
     return work

@@ -24,6 +24,7 @@ from cellseg.losses import (
     RegressionLoss,
     TverskyLoss,
     UNetWeightedCrossEntropyLoss,
+    trains_regression,
 )
 
 IGNORE = -100
@@ -255,9 +256,13 @@ def test_every_loss_option_builds_and_trains(option, num_classes):
     loss = instantiate(compose_loss(f"loss={option}"), num_classes=num_classes, ignore_index=IGNORE)
     logits = torch.randn(2, num_classes, 8, 8, requires_grad=True)
     mask = torch.randint(0, num_classes, (2, 8, 8))
-    value = loss(logits, batch(mask, weight_map=torch.ones(2, 8, 8)))
+    maps = torch.randn(2, 2, 8, 8, requires_grad=True)  # loss=distance and loss=flows score maps too
+    extra = {"regression": torch.rand(2, 2, 8, 8), "regression_output": maps}
+    value = loss(logits, batch(mask, weight_map=torch.ones(2, 8, 8), **extra))
     value.backward()
     assert torch.isfinite(value) and value.item() >= 0 and torch.isfinite(logits.grad).all()
+    if trains_regression(loss):
+        assert maps.grad.abs().sum() > 0
 
 
 def test_short_sweep_names_exist_and_reach_the_terms():
