@@ -45,7 +45,7 @@ class Predictor:
     ) -> None:
         self.passes = len(transforms(tta))  # network passes per tile; an unknown mode fails here
         self.model = model
-        self.tiles = tiles or TileSettings()
+        self.tiles = (tiles or TileSettings()).for_outputs(model.layout.has_regression)
         self.tta = tta
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.amp = bool(amp) and self.device.type == "cuda"

@@ -1,6 +1,7 @@
 """Overlap-tile prediction of images of any size (the U-Net paper's strategy, with blended tiles).
 
-The image is mirror-padded at its borders (so border pixels see context, as in Ronneberger et al.),
+The image is mirror-padded at its borders (so border pixels see context, as in Ronneberger et al.;
+``padding=auto`` does so for class outputs only, see :meth:`TileSettings.for_outputs`),
 cut into overlapping tiles that are predicted in batches, and the tile outputs are blended back with a
 weight window: ``gaussian`` (σ = ``sigma_scale`` × tile size, as nnU-Net and MONAI) down-weights tile
 borders, where convolutions saw zero padding; ``constant`` averages the overlaps. Memory is set by the
@@ -11,7 +12,7 @@ whole-image activations.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -19,7 +20,7 @@ import torch
 from cellseg.errors import ConfigError
 
 BLEND_MODES = ("gaussian", "constant")
-PADDING_MODES = ("mirror", "none")
+PADDING_MODES = ("auto", "mirror", "none")
 
 #: Maps a batch of tiles (B, C, h, w) to per-class probabilities (B, K, h, w).
 BatchPredictor = Callable[[torch.Tensor], torch.Tensor]
@@ -34,7 +35,7 @@ class TileSettings:
     blend: str = "gaussian"
     sigma_scale: float = 0.125
     batch_size: int = 4
-    padding: str = "mirror"
+    padding: str = "auto"
 
     def __post_init__(self) -> None:
         if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 16:
@@ -51,6 +52,17 @@ class TileSettings:
             raise ConfigError(
                 f"tile.padding is '{self.padding}'; expected one of {', '.join(PADDING_MODES)}."
             )
+
+    def for_outputs(self, has_regression: bool) -> TileSettings:
+        """``padding=auto`` made concrete: ``mirror`` for networks that output classes only, ``none`` for
+        those with regression maps (distance, flows). Mirrored context shows a cell cut by the image
+        border as a whole, mirrored cell, whose distance and flows are not those of the visible part the
+        network learned on crops: measured on the synthetic validation images, flows AP50 0.84 mirrored
+        against 1.00 unpadded, distance 0.90 against 0.94, while a boundary target scores 0.914 mirrored
+        and 0.909 unpadded."""
+        if self.padding != "auto":
+            return self
+        return replace(self, padding="none" if has_regression else "mirror")
 
     def margin(self, multiple: int = 1) -> int:
         """Mirrored pixels added on every side: half the overlap (so border pixels get context too),
