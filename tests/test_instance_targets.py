@@ -187,7 +187,7 @@ def test_tuned_thresholds_are_stored_in_the_checkpoint_and_used(tmp_path):
     # A shy network: p(cell) = 0.4 everywhere in cells, so the default threshold 0.5 finds nothing.
     outputs = [perfect_outputs(target, t, cell_probability=0.4) for t in truths]
     result = tune_decoding(target, target.outputs, outputs, truths, progress=False)
-    assert result.default_score == 0.0 and result.score == 1.0
+    assert result.previous_score == 0.0 and result.score == 1.0
     assert result.settings["prob_threshold"] < 0.4
     assert len(result.trials) == 5 * 5 * 3
     ckpt = write_checkpoint(

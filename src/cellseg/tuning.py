@@ -56,10 +56,10 @@ def tune_and_store(
     if rank_zero_only.rank == 0:
         store_decoding(checkpoint, result.settings)
     log.info(
-        "Decoding tuned on val: %s (AP50 %.4f, defaults %.4f); stored in %s",
+        "Decoding tuned on val: %s (AP50 %.4f, with the settings before %.4f); stored in %s",
         result.settings,
         result.score,
-        result.default_score,
+        result.previous_score,
         checkpoint,
     )
     return result, outputs

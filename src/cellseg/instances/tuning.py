@@ -2,7 +2,7 @@
 
 The network's outputs are computed once per image; every combination of the target's
 :meth:`~cellseg.data.pipeline.targets.Target.tuning_grid` then decodes them, and the combination with the
-highest AP50 over the whole split wins (ties: the target's default, then the first in grid order). The
+highest AP50 over the whole split wins (ties: the settings in use before, then the first in grid order). The
 result is stored in the checkpoint (``decoding``), where predict and evaluate find it.
 """
 
@@ -34,14 +34,14 @@ class TuningResult:
 
     settings: dict[str, Any]
     score: float
-    default_score: float
+    previous_score: float
     trials: list[dict[str, Any]] = field(default_factory=list)
 
     def describe(self) -> dict[str, Any]:
         return {
             "decoding": self.settings,
             f"tuned_{TUNED_SCORE}": self.score,
-            f"default_{TUNED_SCORE}": self.default_score,
+            f"previous_{TUNED_SCORE}": self.previous_score,
             "combinations": len(self.trials),
         }
 
@@ -55,7 +55,7 @@ def tune_decoding(
 ) -> TuningResult:
     """The decoding settings of ``target``'s grid that maximise AP50 of ``outputs`` (K + R, H, W) against
     the true instance maps ``truths`` (H, W), 0 = background, negative = unannotated (counted as
-    background)."""
+    background). ``previous_score`` is the AP50 of the settings the target had (configured or stored)."""
     grid = target.tuning_grid()
     if not grid:
         raise ConfigError(
@@ -69,17 +69,17 @@ def tune_decoding(
     defaults = target.decoding
     names = list(grid)
     combinations = [dict(zip(names, values, strict=True)) for values in itertools.product(*grid.values())]
-    default_choice = {name: defaults[name] for name in names}
-    if default_choice not in combinations:
-        combinations.insert(0, default_choice)
+    previous_choice = {name: defaults[name] for name in names}
+    if previous_choice not in combinations:
+        combinations.insert(0, previous_choice)
     trials = []
     for choice in tqdm(combinations, desc="tuning decoding", unit="setting", disable=not progress):
         predicted = [target.decode(p, r, choice) for p, r in split]
         trials.append({**choice, TUNED_SCORE: instance_scores(truths, predicted)[TUNED_SCORE]})
-    default_score = next(t[TUNED_SCORE] for t in trials if all(t[n] == default_choice[n] for n in names))
-    best = max(trials, key=lambda t: (t[TUNED_SCORE], all(t[n] == default_choice[n] for n in names)))
+    previous_score = next(t[TUNED_SCORE] for t in trials if all(t[n] == previous_choice[n] for n in names))
+    best = max(trials, key=lambda t: (t[TUNED_SCORE], all(t[n] == previous_choice[n] for n in names)))
     settings = {**defaults, **{name: best[name] for name in names}}
-    return TuningResult(settings, float(best[TUNED_SCORE]), float(default_score), trials)
+    return TuningResult(settings, float(best[TUNED_SCORE]), float(previous_score), trials)
 
 
 def store_decoding(checkpoint: str | Path, settings: Mapping[str, Any]) -> None:
