@@ -348,7 +348,42 @@ def normalised_distance(instances: np.ndarray) -> np.ndarray:
     return distance
 
 
-class DistanceTarget(Target):
+class MapTarget(Target):
+    """Base of the targets that learn regression maps beside the background / cell classes: the classes
+    are the cells' pixels, and decoding reads the cell probability and the maps."""
+
+    default_names = ("background", "cell")
+
+    def __init__(
+        self,
+        class_names: Sequence[str] | None = None,
+        ignore_index: int = -100,
+        decoding: Settings | None = None,
+    ) -> None:
+        super().__init__(class_names, ignore_index)
+        self.set_decoding(decoding)
+
+    def classes(self, instances: np.ndarray) -> np.ndarray:
+        return (instances > 0).astype(np.int64)
+
+    def decode(
+        self,
+        probabilities: np.ndarray,
+        regression: np.ndarray | None = None,
+        settings: Settings | None = None,
+    ) -> np.ndarray:
+        if regression is None:
+            raise ValueError(
+                f"{type(self).__name__}.decode needs the predicted {', '.join(self.regression_names)}."
+            )
+        return self.decode_maps(1.0 - probabilities[0], regression, {**self.decoding, **dict(settings or {})})
+
+    def decode_maps(self, cell_probability: np.ndarray, maps: np.ndarray, settings: Settings) -> np.ndarray:
+        """Instance ids (H, W) int32 from p(cell) (H, W) and the predicted maps (R, H, W)."""
+        raise NotImplementedError
+
+
+class DistanceTarget(MapTarget):
     """Cell probability (background / cell classes) plus each cell pixel's distance to the cell border,
     normalised per cell (:func:`normalised_distance`), in the spirit of StarDist's distance maps.
 
@@ -358,7 +393,6 @@ class DistanceTarget(Target):
     px are removed (:func:`cellseg.instances.distance.instances_from_distance`).
     """
 
-    default_names = ("background", "cell")
     regression_names = ("distance",)
     default_decoding: ClassVar[dict[str, Any]] = {
         "prob_threshold": 0.5,
@@ -367,33 +401,13 @@ class DistanceTarget(Target):
         "min_size": 15,
     }
 
-    def __init__(
-        self,
-        class_names: Sequence[str] | None = None,
-        ignore_index: int = -100,
-        decoding: Settings | None = None,
-    ) -> None:
-        super().__init__(class_names, ignore_index)
-        self.set_decoding(decoding)
-
-    def classes(self, instances: np.ndarray) -> np.ndarray:
-        return (instances > 0).astype(np.int64)
-
     def regression(self, instances: np.ndarray) -> np.ndarray:
         return normalised_distance(np.maximum(instances, 0))[None]
 
-    def decode(
-        self,
-        probabilities: np.ndarray,
-        regression: np.ndarray | None = None,
-        settings: Settings | None = None,
-    ) -> np.ndarray:
+    def decode_maps(self, cell_probability: np.ndarray, maps: np.ndarray, settings: Settings) -> np.ndarray:
         from cellseg.instances.distance import instances_from_distance
 
-        if regression is None:
-            raise ValueError("DistanceTarget.decode needs the predicted distance map.")
-        options = {**self.decoding, **dict(settings or {})}
-        return instances_from_distance(1.0 - probabilities[0], regression[0], **options)
+        return instances_from_distance(cell_probability, maps[0], **settings)
 
     def tuning_grid(self) -> dict[str, list[Any]]:
         return {
@@ -403,7 +417,7 @@ class DistanceTarget(Target):
         }
 
 
-class FlowTarget(Target):
+class FlowTarget(MapTarget):
     """Cellpose's representation: cell probability (background / cell classes) plus the flow field (the
     normalised gradient of heat diffused from each cell's centre, :mod:`cellseg.instances.flows`).
 
@@ -413,7 +427,6 @@ class FlowTarget(Target):
     so are cells under ``min_size`` px.
     """
 
-    default_names = ("background", "cell")
     regression_names = ("flow_y", "flow_x")
     default_decoding: ClassVar[dict[str, Any]] = {
         "prob_threshold": 0.5,
@@ -422,35 +435,15 @@ class FlowTarget(Target):
         "min_size": 15,
     }
 
-    def __init__(
-        self,
-        class_names: Sequence[str] | None = None,
-        ignore_index: int = -100,
-        decoding: Settings | None = None,
-    ) -> None:
-        super().__init__(class_names, ignore_index)
-        self.set_decoding(decoding)
-
-    def classes(self, instances: np.ndarray) -> np.ndarray:
-        return (instances > 0).astype(np.int64)
-
     def regression(self, instances: np.ndarray) -> np.ndarray:
         from cellseg.instances.flows import flows_from_instances
 
         return flows_from_instances(np.maximum(instances, 0)).astype(np.float32)
 
-    def decode(
-        self,
-        probabilities: np.ndarray,
-        regression: np.ndarray | None = None,
-        settings: Settings | None = None,
-    ) -> np.ndarray:
+    def decode_maps(self, cell_probability: np.ndarray, maps: np.ndarray, settings: Settings) -> np.ndarray:
         from cellseg.instances.flows import masks_from_flows
 
-        if regression is None:
-            raise ValueError("FlowTarget.decode needs the predicted flows.")
-        options = {**self.decoding, **dict(settings or {})}
-        return masks_from_flows(regression, 1.0 - probabilities[0], **options).astype(np.int32)
+        return masks_from_flows(maps, cell_probability, **settings).astype(np.int32)
 
     def tuning_grid(self) -> dict[str, list[Any]]:
         return {"prob_threshold": [0.3, 0.4, 0.5, 0.6, 0.7], "flow_threshold": [0.2, 0.4, 0.6, 0.8, None]}
