@@ -441,9 +441,12 @@ class FlowTarget(MapTarget):
         return flows_from_instances(np.maximum(instances, 0)).astype(np.float32)
 
     def decode_maps(self, cell_probability: np.ndarray, maps: np.ndarray, settings: Settings) -> np.ndarray:
+        import torch
+
         from cellseg.instances.flows import masks_from_flows
 
-        return masks_from_flows(maps, cell_probability, **settings).astype(np.int32)
+        device = "cuda" if torch.cuda.is_available() else "cpu"  # flow following is the costly part
+        return masks_from_flows(maps, cell_probability, device=device, **settings).astype(np.int32)
 
     def tuning_grid(self) -> dict[str, list[Any]]:
         return {"prob_threshold": [0.3, 0.4, 0.5, 0.6, 0.7], "flow_threshold": [0.2, 0.4, 0.6, 0.8, None]}
