@@ -174,3 +174,21 @@ def test_missing_onnx_packages_are_named_before_the_checkpoint_is_read(monkeypat
     cfg = export_config([f"ckpt={tmp_path / 'not_there.ckpt'}", "format=onnx"])
     with pytest.raises(ConfigError, match=r'needs onnxruntime.*pip install "cellseg\[onnx\]"'):
         check_settings(cfg)
+
+
+def test_a_flows_checkpoint_exports_its_maps_and_decoding(tmp_path):
+    from cellseg.data.pipeline.targets import FlowTarget
+    from tests.inference_helpers import write_checkpoint
+
+    target = FlowTarget(decoding={"flow_threshold": 0.6})
+    ckpt = write_checkpoint(
+        tmp_path / "flows.ckpt", target=target.describe(), regression_names=target.regression_names
+    )
+    output = tmp_path / "flows.pt"
+    export(export_config([f"ckpt={ckpt}", "format=torchscript", f"output={output}", "input_size=[64,64]"]))
+    metadata = read_torchscript_metadata(output)
+    assert metadata["regression_names"] == ["flow_y", "flow_x"]
+    assert metadata["decoding"]["flow_threshold"] == 0.6
+    assert "K class logits" in metadata["output"]
+    with torch.no_grad():
+        assert torch.jit.load(str(output))(torch.zeros(1, 1, 64, 64)).shape == (1, 4, 64, 64)
