@@ -322,3 +322,32 @@ def test_training_tunes_decoding_and_evaluate_and_predict_use_it(flows_run, tmp_
     assert header.startswith("image,label,area_px,perimeter_px") and "mean_membrane" in header
     assert (tmp_path / "out" / "overlays" / "cells.png").is_file()
     assert (tmp_path / "out" / "summary.csv").read_text().startswith("image,cell_count")
+
+
+def test_bad_decoding_requests_are_refused_before_any_folder_is_made(tmp_path):
+    from tests.conftest import run_cli
+
+    target = FlowTarget()
+    ckpt = write_checkpoint(
+        tmp_path / "flows.ckpt", target=target.describe(), regression_names=target.regression_names
+    )
+    binary = write_checkpoint(tmp_path / "binary.ckpt")
+    (tmp_path / "in.tif").write_bytes(b"")
+    cases = [
+        ("cellseg.predict", [f"ckpt={ckpt}", "decoding.peak_threshold=0.3"], "peak_threshold for FlowTarget"),
+        (
+            "cellseg.predict",
+            [f"ckpt={ckpt}", "measure=true", "pixel_size=-1"],
+            "pixel_size must be a number > 0",
+        ),
+        ("cellseg.evaluate", [f"ckpt={binary}", "tune=true"], "BinaryTarget has no decoding thresholds"),
+    ]
+    for command, args, message in cases:
+        extra = (
+            [f"input={tmp_path / 'in.tif'}", f"output={tmp_path / 'out'}"]
+            if command.endswith("predict")
+            else []
+        )
+        result = run_cli([*args, *extra], tmp_path, timeout=120, command=command)
+        assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
+        assert not (tmp_path / "out").exists() and not (tmp_path / "eval").exists()

@@ -33,6 +33,7 @@ from cellseg.cli import exit_on_bad_input, run_command
 from cellseg.config import config_dir
 from cellseg.errors import DataError
 from cellseg.evaluation import (
+    check_decoding_request,
     check_split,
     data_config,
     datamodule_for,
@@ -134,9 +135,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 
 def check_before_start(job: DictConfig) -> None:
-    """A cellseg checkpoint and a known split, before Hydra creates the evaluation folder."""
+    """A cellseg checkpoint, its decoding settings and a known split, before Hydra creates the
+    evaluation folder."""
     check_split(job.split)
-    read_checkpoint(job.ckpt)
+    check_decoding_request(job, read_checkpoint(job.ckpt), tune=bool(job.tune))
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="evaluate")

@@ -143,6 +143,21 @@ def decoding_overrides(cfg: Any) -> dict[str, Any]:
     return {name: value for name, value in settings.items() if value != KEEP_STORED}
 
 
+def check_decoding_request(job: Any, checkpoint: Mapping[str, Any], tune: bool = False) -> None:
+    """``decoding.*`` overrides the checkpoint's target has, within range, and ``tune=true`` only for a
+    target with thresholds to tune: checked from the checkpoint file alone, before any work."""
+    pipeline = (checkpoint.get("hyper_parameters") or {}).get("pipeline") or {}
+    if not pipeline.get("target"):
+        return
+    target = target_from_description(dict(pipeline["target"]))
+    target.set_decoding({**target.decoding, **decoding_overrides(job)})
+    if tune and not target.tuning_grid():
+        raise ConfigError(
+            f"tune=true: {type(target).__name__} has no decoding thresholds to tune (its instances come "
+            "from the class map); tuning applies to target=distance and target=flows."
+        )
+
+
 def log_to_tensorboard(run_dir: Path, split: str, scores: Mapping[str, float], step: int, text: str) -> Path:
     """Scalars ``eval/<split>/<metric>`` at the checkpoint's step, in ``<run>/tensorboard/eval``."""
     from torch.utils.tensorboard import SummaryWriter

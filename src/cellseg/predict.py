@@ -24,11 +24,11 @@ from omegaconf import DictConfig, OmegaConf
 from cellseg import __version__
 from cellseg.cli import exit_on_bad_input, run_command
 from cellseg.config import config_dir
-from cellseg.evaluation import decoding_overrides
+from cellseg.evaluation import check_decoding_request, decoding_overrides
 from cellseg.inference.checkpoint import read_checkpoint
 from cellseg.inference.inputs import expand_inputs
 from cellseg.inference.predictor import Predictor
-from cellseg.inference.results import OutputOptions, predict_files
+from cellseg.inference.results import OutputOptions, check_pixel_size, predict_files
 from cellseg.inference.tiling import TileSettings
 from cellseg.inference.writers import check_output_folder
 from cellseg.utils.io import write_json_atomic
@@ -112,9 +112,11 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
 
 
 def check_before_start(job: DictConfig) -> None:
-    """The checks that need no model: a cellseg checkpoint, existing inputs, a free output folder."""
-    read_checkpoint(job.ckpt)
+    """The checks that need no model: a cellseg checkpoint and its decoding settings, existing inputs, a
+    pixel size, a free output folder."""
+    check_decoding_request(job, read_checkpoint(job.ckpt))
     expand_inputs(_list_or_str(job.input))
+    check_pixel_size(job.pixel_size)
     check_output_folder(job.output, job.overwrite)
 
 

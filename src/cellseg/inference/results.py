@@ -75,12 +75,7 @@ class OutputOptions:
                 f"probability is '{probability}'; expected one of {', '.join(PROBABILITY_MODES)}."
             )
         resolved = mask_values(list(values) if values else None, class_names)
-        if pixel_size is not None and (
-            isinstance(pixel_size, bool) or not isinstance(pixel_size, (int, float)) or not pixel_size > 0
-        ):
-            raise ConfigError(
-                f"pixel_size must be a number > 0 (micrometres per pixel) or null, got {pixel_size!r}."
-            )
+        check_pixel_size(pixel_size)
         return cls(
             kinds,
             check_mask_format(str(mask_format)),
@@ -88,6 +83,16 @@ class OutputOptions:
             str(probability),
             bool(measure),
             float(pixel_size) if pixel_size is not None else None,
+        )
+
+
+def check_pixel_size(pixel_size: float | None) -> None:
+    """``pixel_size`` (micrometres per pixel) is a number > 0, or null for measurements in pixels only."""
+    if pixel_size is not None and (
+        isinstance(pixel_size, bool) or not isinstance(pixel_size, (int, float)) or not pixel_size > 0
+    ):
+        raise ConfigError(
+            f"pixel_size must be a number > 0 (micrometres per pixel) or null, got {pixel_size!r}."
         )
 
 
