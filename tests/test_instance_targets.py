@@ -351,3 +351,16 @@ def test_bad_decoding_requests_are_refused_before_any_folder_is_made(tmp_path):
         result = run_cli([*args, *extra], tmp_path, timeout=120, command=command)
         assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
         assert not (tmp_path / "out").exists() and not (tmp_path / "eval").exists()
+
+
+def test_decoding_many_settings_at_once_equals_decoding_each():
+    target = FlowTarget()
+    instances = touching_cells()
+    outputs = perfect_outputs(target, instances)
+    outputs[2:] += np.random.default_rng(3).normal(0, 0.4, outputs[2:].shape).astype(np.float32)
+    probabilities, regression = target.outputs.split_array(outputs)
+    choices = [{"prob_threshold": p, "flow_threshold": f} for p in (0.4, 0.6) for f in (0.2, 0.8, None)]
+    together = target.decode_each(probabilities, regression, choices)
+    for choice, decoded in zip(choices, together, strict=True):
+        np.testing.assert_array_equal(decoded, target.decode(probabilities, regression, choice))
+    assert len({int(d.max()) for d in together}) > 1  # the thresholds matter on these noisy flows

@@ -28,6 +28,7 @@ augmentation, augmentation of precomputed targets).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -260,6 +261,23 @@ def masks_from_flows(
     unit vectors is at most 4), then cells under ``min_size`` px; holes inside a cell are filled with it
     and ids made consecutive.
     """
+    return masks_for_flow_thresholds(
+        flows, cell_probability, prob_threshold, [flow_threshold], niter, min_size, device, chunk_size
+    )[0]
+
+
+def masks_for_flow_thresholds(
+    flows: np.ndarray | torch.Tensor,
+    cell_probability: np.ndarray | torch.Tensor,
+    prob_threshold: float,
+    flow_thresholds: Sequence[float | None],
+    niter: int = 200,
+    min_size: int = 15,
+    device: str | torch.device | None = None,
+    chunk_size: int = 2**20,
+) -> list[np.ndarray]:
+    """:func:`masks_from_flows` for several ``flow_thresholds`` at once: the flows are followed and the
+    cells' flow errors computed once, which is most of the cost (tuning tries several thresholds)."""
     flows_shape, prob_shape = tuple(flows.shape), tuple(cell_probability.shape)
     if len(flows_shape) != 3 or flows_shape[0] != 2:
         raise ValueError(f"flows must be a (2, H, W) field (dy, dx), got shape {flows_shape}.")
@@ -269,8 +287,9 @@ def masks_from_flows(
             f"(flows {flows_shape})."
         )
     prob_threshold = _check_threshold("prob_threshold", prob_threshold, 0.0, 1.0)
-    if flow_threshold is not None and not math.isfinite(float(flow_threshold)):
-        raise ValueError(f"flow_threshold must be a finite number or None, got {flow_threshold}.")
+    for flow_threshold in flow_thresholds:
+        if flow_threshold is not None and not math.isfinite(float(flow_threshold)):
+            raise ValueError(f"flow_threshold must be a finite number or None, got {flow_threshold}.")
     if int(niter) != niter or niter < 1:
         raise ValueError(f"niter must be a positive integer, got {niter!r}.")
     if int(min_size) != min_size or min_size < 0:
@@ -286,7 +305,7 @@ def masks_from_flows(
     height, width = prob_shape
     masks = np.zeros((height, width), np.int32)
     if not foreground.any():
-        return masks
+        return [masks.copy() for _ in flow_thresholds]
 
     starts = torch.nonzero(foreground)  # (N, 2) row-major
     ends = follow_flows(field * foreground, starts.float(), niter=niter, chunk_size=chunk_size)
@@ -295,14 +314,25 @@ def masks_from_flows(
     bins, (y0, x0) = _sinks(ends)
     masks[starts[:, 0], starts[:, 1]] = bins[ends[:, 0] - y0, ends[:, 1] - x0]
     if not masks.any():
-        return masks
+        return [masks.copy() for _ in flow_thresholds]
 
-    if flow_threshold is not None and flow_threshold > 0:
+    mean_error = None
+    if any(t is not None and t > 0 for t in flow_thresholds):
         predicted = field.cpu().numpy()
         error = ((flows_from_instances(masks) - predicted) ** 2).sum(axis=0)
         cells = masks.ravel()
         sizes = np.bincount(cells)
         mean_error = np.bincount(cells, weights=error.ravel(), minlength=sizes.size) / np.maximum(sizes, 1)
+    return [_kept_cells(masks.copy(), mean_error, t, min_size) for t in flow_thresholds]
+
+
+def _kept_cells(
+    masks: np.ndarray, mean_error: np.ndarray | None, flow_threshold: float | None, min_size: int
+) -> np.ndarray:
+    """Sink groups without the cells whose flow error exceeds ``flow_threshold`` and those under
+    ``min_size`` px, holes filled, ids made consecutive."""
+    height, width = masks.shape
+    if mean_error is not None and flow_threshold is not None and flow_threshold > 0:
         bad = mean_error > float(flow_threshold)
         bad[0] = False
         masks[bad[masks]] = 0

@@ -72,10 +72,14 @@ def tune_decoding(
     previous_choice = {name: defaults[name] for name in names}
     if previous_choice not in combinations:
         combinations.insert(0, previous_choice)
-    trials = []
-    for choice in tqdm(combinations, desc="tuning decoding", unit="setting", disable=not progress):
-        predicted = [target.decode(p, r, choice) for p, r in split]
-        trials.append({**choice, TUNED_SCORE: instance_scores(truths, predicted)[TUNED_SCORE]})
+    per_image = [
+        target.decode_each(p, r, combinations)
+        for p, r in tqdm(split, desc="tuning decoding", unit="image", disable=not progress)
+    ]
+    trials = [
+        {**choice, TUNED_SCORE: instance_scores(truths, [decoded[i] for decoded in per_image])[TUNED_SCORE]}
+        for i, choice in enumerate(combinations)
+    ]
     previous_score = next(t[TUNED_SCORE] for t in trials if all(t[n] == previous_choice[n] for n in names))
     best = max(trials, key=lambda t: (t[TUNED_SCORE], all(t[n] == previous_choice[n] for n in names)))
     settings = {**defaults, **{name: best[name] for name in names}}

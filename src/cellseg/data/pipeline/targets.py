@@ -88,6 +88,13 @@ class Target:
         maps (R, H, W); ``settings`` override the target's decoding settings."""
         return self.instances_of_classes(probabilities.argmax(axis=0))
 
+    def decode_each(
+        self, probabilities: np.ndarray, regression: np.ndarray | None, choices: Sequence[Settings]
+    ) -> list[np.ndarray]:
+        """:meth:`decode` of one image with each of several settings (tuning); targets whose decoding
+        shares costly steps between settings do them once."""
+        return [self.decode(probabilities, regression, choice) for choice in choices]
+
     def instances_of_classes(self, classes: np.ndarray) -> np.ndarray:
         """Connected components of the cell classes (4-connected)."""
         return instances_from_classes(classes, foreground=range(1, self.num_classes)).astype(np.int32)
@@ -288,6 +295,11 @@ class FromChannelTarget(Target):
     ) -> np.ndarray:
         return self.inner.decode(probabilities, regression, settings)
 
+    def decode_each(
+        self, probabilities: np.ndarray, regression: np.ndarray | None, choices: Sequence[Settings]
+    ) -> list[np.ndarray]:
+        return self.inner.decode_each(probabilities, regression, choices)
+
     def tuning_grid(self) -> dict[str, list[Any]]:
         return self.inner.tuning_grid()
 
@@ -441,12 +453,41 @@ class FlowTarget(MapTarget):
         return flows_from_instances(np.maximum(instances, 0)).astype(np.float32)
 
     def decode_maps(self, cell_probability: np.ndarray, maps: np.ndarray, settings: Settings) -> np.ndarray:
+        return self._masks(cell_probability, maps, settings, [settings.get("flow_threshold")])[0]
+
+    def decode_each(
+        self, probabilities: np.ndarray, regression: np.ndarray | None, choices: Sequence[Settings]
+    ) -> list[np.ndarray]:
+        """Settings that differ in ``flow_threshold`` only share the flow following and the flow errors."""
+        if regression is None:
+            raise ValueError("FlowTarget.decode needs the predicted flow_y, flow_x.")
+        settings = [{**self.decoding, **dict(choice)} for choice in choices]
+        decoded: list[np.ndarray | None] = [None] * len(settings)
+        groups: dict[tuple, list[int]] = {}
+        for index, options in enumerate(settings):
+            shared = tuple(sorted((k, v) for k, v in options.items() if k != "flow_threshold"))
+            groups.setdefault(shared, []).append(index)
+        for indices in groups.values():
+            thresholds = [settings[i].get("flow_threshold") for i in indices]
+            masks = self._masks(1.0 - probabilities[0], regression, settings[indices[0]], thresholds)
+            for index, mask in zip(indices, masks, strict=True):
+                decoded[index] = mask
+        return decoded  # type: ignore[return-value]
+
+    @staticmethod
+    def _masks(
+        cell_probability: np.ndarray, maps: np.ndarray, settings: Settings, thresholds: Sequence[float | None]
+    ) -> list[np.ndarray]:
         import torch
 
-        from cellseg.instances.flows import masks_from_flows
+        from cellseg.instances.flows import masks_for_flow_thresholds
 
+        options = {k: v for k, v in settings.items() if k != "flow_threshold"}
         device = "cuda" if torch.cuda.is_available() else "cpu"  # flow following is the costly part
-        return masks_from_flows(maps, cell_probability, device=device, **settings).astype(np.int32)
+        masks = masks_for_flow_thresholds(
+            maps, cell_probability, flow_thresholds=thresholds, device=device, **options
+        )
+        return [m.astype(np.int32) for m in masks]
 
     def tuning_grid(self) -> dict[str, list[Any]]:
         return {"prob_threshold": [0.3, 0.4, 0.5, 0.6, 0.7], "flow_threshold": [0.2, 0.4, 0.6, 0.8, None]}
