@@ -146,11 +146,12 @@ def decoding_overrides(cfg: Any) -> dict[str, Any]:
 def check_decoding_request(job: Any, checkpoint: Mapping[str, Any], tune: bool = False) -> None:
     """``decoding.*`` overrides the checkpoint's target has, within range, and ``tune=true`` only for a
     target with thresholds to tune: checked from the checkpoint file alone, before any work."""
-    pipeline = (checkpoint.get("hyper_parameters") or {}).get("pipeline") or {}
-    if not pipeline.get("target"):
+    hparams = checkpoint.get("hyper_parameters") or {}
+    description = (hparams.get("pipeline") or {}).get("target")
+    if not description:
         return
-    target = target_from_description(dict(pipeline["target"]))
-    target.set_decoding({**target.decoding, **decoding_overrides(job)})
+    stored = {**(hparams.get("decoding") or {}), **decoding_overrides(job)}
+    target = target_from_description(description, stored)
     if tune and not target.tuning_grid():
         raise ConfigError(
             f"tune=true: {type(target).__name__} has no decoding thresholds to tune (its instances come "

@@ -28,10 +28,7 @@ def _decoder(pipeline: Mapping[str, Any] | None, decoding: Mapping[str, Any] | N
     description = (pipeline or {}).get("target")
     if not description:
         return None
-    target = target_from_description(dict(description))
-    if decoding:
-        target.set_decoding({**target.decoding, **dict(decoding)})
-    return target.decode
+    return target_from_description(description, decoding).decode
 
 
 class SegmentationModule(pl.LightningModule):

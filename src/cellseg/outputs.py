@@ -71,6 +71,14 @@ class OutputLayout:
         return outputs[: self.num_classes], outputs[self.num_classes :]
 
     @property
+    def vector_pairs(self) -> list[tuple[int, int]]:
+        """(y, x) channel indices of vector outputs (the flows), which flips and transposes turn."""
+        names = self.channel_names
+        if "flow_y" in names and "flow_x" in names:
+            return [(names.index("flow_y"), names.index("flow_x"))]
+        return []
+
+    @property
     def channel_names(self) -> tuple[str, ...]:
         return self.class_names + self.regression_names
 

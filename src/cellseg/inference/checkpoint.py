@@ -56,10 +56,7 @@ class LoadedModel:
     def target(self) -> Target:
         """The labeling strategy the network learned, with the checkpoint's decoding settings: those tuned
         on validation (``decoding`` in the checkpoint) over the target's configured ones."""
-        target = target_from_description(dict(self.pipeline["target"]))
-        if self.hparams.get("decoding"):
-            target.set_decoding({**target.decoding, **dict(self.hparams["decoding"])})
-        return target
+        return target_from_description(self.pipeline["target"], self.hparams.get("decoding"))
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

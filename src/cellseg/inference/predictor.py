@@ -54,10 +54,8 @@ class Predictor:
         # may lack planes the model never reads (a stain that was only the training target).
         self.inputs = InputPipeline.from_pipeline(model.pipeline, channel_names)
         self.multiple = input_multiple(model.net)
-        layout = model.layout
-        self.layout = layout
-        flows = [layout.channel_names.index(n) for n in ("flow_y", "flow_x") if n in layout.channel_names]
-        self._predict_batch = with_tta(self._activated, tta, vectors=[tuple(flows)] if flows else [])
+        self.layout = model.layout
+        self._predict_batch = with_tta(self._activated, tta, vectors=self.layout.vector_pairs)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs: object) -> Predictor:

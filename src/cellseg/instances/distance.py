@@ -12,6 +12,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import relabel_sequential, watershed
 
+from cellseg.instances import without_small_cells
+
 
 def instances_from_distance(
     cell_probability: np.ndarray,
@@ -50,13 +52,3 @@ def instances_from_distance(
             markers[position] = marker
     labels = watershed(-smoothed, markers=markers, mask=foreground)
     return relabel_sequential(without_small_cells(labels, int(min_size)))[0].astype(np.int32)
-
-
-def without_small_cells(labels: np.ndarray, min_size: int) -> np.ndarray:
-    """``labels`` with cells of fewer than ``min_size`` pixels set to background (scikit-image's
-    ``remove_small_objects`` changed its size argument in 0.26; this is the same for every version)."""
-    if min_size <= 0 or not labels.any():
-        return labels
-    small = np.bincount(labels.ravel()) < min_size
-    small[0] = False
-    return np.where(small[labels], 0, labels)

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage as ndi
 
+from cellseg.instances import without_small_cells
+
 #: A histogram bin must hold more than this many end points to seed a cell (Cellpose's value). Cells
 #: whose pixels cannot pile more than this into one bin (fewer than ~11 px) are never found.
 SEED_MIN_COUNT = 10
@@ -181,10 +183,8 @@ def follow_flows(
     few buffers of one chunk, whatever the image size. Returns a tensor on the device when ``flows`` is a
     tensor, else a numpy array.
     """
-    if int(niter) != niter or niter < 0:
-        raise ValueError(f"niter must be a non-negative integer, got {niter!r}.")
-    if int(chunk_size) != chunk_size or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+    _check_count("niter", niter, 0)
+    _check_count("chunk_size", chunk_size, 1)
     target = _device_of(flows, points, device=device)
     field = torch.as_tensor(flows).to(device=target, dtype=torch.float32)
     if field.ndim != 3 or field.shape[0] != 2:
@@ -231,6 +231,13 @@ def _sinks(ends: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
             break
         labels[joins] = grown[joins]
     return labels, (int(origin[0]), int(origin[1]))
+
+
+def _check_count(name: str, value: int, low: int) -> None:
+    """``value`` is a whole number >= ``low``, or ValueError naming ``name``."""
+    if int(value) != value or value < low:
+        kind = "positive" if low == 1 else "non-negative"
+        raise ValueError(f"{name} must be a {kind} integer, got {value!r}.")
 
 
 def _check_threshold(name: str, value: float, low: float, high: float) -> float:
@@ -290,12 +297,9 @@ def masks_for_flow_thresholds(
     for flow_threshold in flow_thresholds:
         if flow_threshold is not None and not math.isfinite(float(flow_threshold)):
             raise ValueError(f"flow_threshold must be a finite number or None, got {flow_threshold}.")
-    if int(niter) != niter or niter < 1:
-        raise ValueError(f"niter must be a positive integer, got {niter!r}.")
-    if int(min_size) != min_size or min_size < 0:
-        raise ValueError(f"min_size must be a non-negative integer, got {min_size!r}.")
-    if int(chunk_size) != chunk_size or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+    _check_count("niter", niter, 1)
+    _check_count("min_size", min_size, 0)
+    _check_count("chunk_size", chunk_size, 1)
 
     target = _device_of(flows, cell_probability, device=device)
     field = torch.as_tensor(flows).to(device=target, dtype=torch.float32)
@@ -337,10 +341,7 @@ def _kept_cells(
         bad[0] = False
         masks[bad[masks]] = 0
 
-    if min_size > 0:
-        small = np.bincount(masks.ravel()) < min_size
-        small[0] = False
-        masks[small[masks]] = 0
+    masks = without_small_cells(masks, min_size)
 
     for label, box in enumerate(ndi.find_objects(masks), start=1):
         if box is None:

@@ -129,16 +129,9 @@ class SegmentationDataset(Dataset):
             self._weights[index] = self.weight_map(np.maximum(self.instances[index], 0)).astype(np.float32)
         return self._weights[index]
 
-    def regression(self, index: int, instances: np.ndarray | None = None) -> np.ndarray:
-        """Regression maps (R, H, W) of the target (distance, flows) from an image's instances.
-
-        Computed from the instances as the sample finally is (cropped and augmented), so the maps are
-        right under any geometric transform: a rotated image gets rotated flow vectors, a cut cell the
-        distances of its visible part. Samples without crop or augmentation (validation) compute them
-        once per image and keep them.
-        """
-        if instances is not None:
-            return self.target.regression(instances)
+    def regression(self, index: int) -> np.ndarray:
+        """Regression maps (R, H, W) of the target (distance, flows) of a whole, untransformed image,
+        computed once (samples without crop or augmentation: validation)."""
         if index not in self._regression:
             self._regression[index] = self.target.regression(self.instances[index])
         return self._regression[index]
@@ -180,7 +173,12 @@ class SegmentationDataset(Dataset):
         if self.weight_map is not None:
             item["weight_map"] = torch.from_numpy(np.ascontiguousarray(labels[2], dtype=np.float32))
         if self.target.regression_names:
+            # From the instances as the sample finally is (cropped, augmented), so the maps are right
+            # under any geometric transform: a rotated image gets rotated flow vectors, a cut cell the
+            # distances of its visible part.
             transformed = self.crop_size is not None or self.augment is not None
-            maps = self.regression(index, item["instances"].numpy() if transformed else None)
+            maps = (
+                self.target.regression(item["instances"].numpy()) if transformed else self.regression(index)
+            )
             item["regression"] = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))
         return item

@@ -22,6 +22,7 @@ from scipy import ndimage as ndi
 from cellseg.data.pipeline.channels import ChannelRef, resolve_channel
 from cellseg.data.pipeline.normalize import Normalization
 from cellseg.errors import ConfigError
+from cellseg.instances import without_small_cells
 from cellseg.metrics.instances import instances_from_boundary_classes, instances_from_classes
 from cellseg.outputs import OutputLayout
 
@@ -264,11 +265,7 @@ class FromChannelTarget(Target):
             cells = ndi.binary_fill_holes(cells)
         instances, count = ndi.label(cells)
         if self.min_size > 0 and count:
-            sizes = np.bincount(instances.ravel())
-            small = sizes < self.min_size
-            small[0] = False
-            instances[small[instances]] = 0
-            instances, _ = ndi.label(instances > 0)
+            instances, _ = ndi.label(without_small_cells(instances, self.min_size) > 0)
         return instances.astype(np.int32)
 
     def classes(self, instances: np.ndarray) -> np.ndarray:
@@ -384,14 +381,26 @@ class MapTarget(Target):
         regression: np.ndarray | None = None,
         settings: Settings | None = None,
     ) -> np.ndarray:
+        return self.decode_each(probabilities, regression, [settings or {}])[0]
+
+    def decode_each(
+        self, probabilities: np.ndarray, regression: np.ndarray | None, choices: Sequence[Settings]
+    ) -> list[np.ndarray]:
         if regression is None:
             raise ValueError(
                 f"{type(self).__name__}.decode needs the predicted {', '.join(self.regression_names)}."
             )
-        return self.decode_maps(1.0 - probabilities[0], regression, {**self.decoding, **dict(settings or {})})
+        settings = [{**self.decoding, **dict(choice)} for choice in choices]
+        return self.decode_maps_each(1.0 - probabilities[0], regression, settings)
+
+    def decode_maps_each(
+        self, cell_probability: np.ndarray, maps: np.ndarray, settings: Sequence[Settings]
+    ) -> list[np.ndarray]:
+        """Instance ids (H, W) int32 from p(cell) (H, W) and the predicted maps (R, H, W), once per
+        complete set of decoding settings."""
+        return [self.decode_maps(cell_probability, maps, options) for options in settings]
 
     def decode_maps(self, cell_probability: np.ndarray, maps: np.ndarray, settings: Settings) -> np.ndarray:
-        """Instance ids (H, W) int32 from p(cell) (H, W) and the predicted maps (R, H, W)."""
         raise NotImplementedError
 
 
@@ -452,42 +461,27 @@ class FlowTarget(MapTarget):
 
         return flows_from_instances(np.maximum(instances, 0)).astype(np.float32)
 
-    def decode_maps(self, cell_probability: np.ndarray, maps: np.ndarray, settings: Settings) -> np.ndarray:
-        return self._masks(cell_probability, maps, settings, [settings.get("flow_threshold")])[0]
-
-    def decode_each(
-        self, probabilities: np.ndarray, regression: np.ndarray | None, choices: Sequence[Settings]
+    def decode_maps_each(
+        self, cell_probability: np.ndarray, maps: np.ndarray, settings: Sequence[Settings]
     ) -> list[np.ndarray]:
         """Settings that differ in ``flow_threshold`` only share the flow following and the flow errors."""
-        if regression is None:
-            raise ValueError("FlowTarget.decode needs the predicted flow_y, flow_x.")
-        settings = [{**self.decoding, **dict(choice)} for choice in choices]
-        decoded: list[np.ndarray | None] = [None] * len(settings)
-        groups: dict[tuple, list[int]] = {}
-        for index, options in enumerate(settings):
-            shared = tuple(sorted((k, v) for k, v in options.items() if k != "flow_threshold"))
-            groups.setdefault(shared, []).append(index)
-        for indices in groups.values():
-            thresholds = [settings[i].get("flow_threshold") for i in indices]
-            masks = self._masks(1.0 - probabilities[0], regression, settings[indices[0]], thresholds)
-            for index, mask in zip(indices, masks, strict=True):
-                decoded[index] = mask
-        return decoded  # type: ignore[return-value]
-
-    @staticmethod
-    def _masks(
-        cell_probability: np.ndarray, maps: np.ndarray, settings: Settings, thresholds: Sequence[float | None]
-    ) -> list[np.ndarray]:
         import torch
 
         from cellseg.instances.flows import masks_for_flow_thresholds
 
-        options = {k: v for k, v in settings.items() if k != "flow_threshold"}
         device = "cuda" if torch.cuda.is_available() else "cpu"  # flow following is the costly part
-        masks = masks_for_flow_thresholds(
-            maps, cell_probability, flow_thresholds=thresholds, device=device, **options
-        )
-        return [m.astype(np.int32) for m in masks]
+        groups: dict[tuple, list[int]] = {}
+        for index, options in enumerate(settings):
+            shared = tuple(sorted((k, v) for k, v in options.items() if k != "flow_threshold"))
+            groups.setdefault(shared, []).append(index)
+        decoded: dict[int, np.ndarray] = {}
+        for shared, indices in groups.items():
+            thresholds = [settings[i]["flow_threshold"] for i in indices]
+            masks = masks_for_flow_thresholds(
+                maps, cell_probability, flow_thresholds=thresholds, device=device, **dict(shared)
+            )
+            decoded.update(zip(indices, (m.astype(np.int32) for m in masks), strict=True))
+        return [decoded[index] for index in range(len(settings))]
 
     def tuning_grid(self) -> dict[str, list[Any]]:
         return {"prob_threshold": [0.3, 0.4, 0.5, 0.6, 0.7], "flow_threshold": [0.2, 0.4, 0.6, 0.8, None]}
@@ -498,8 +492,9 @@ TARGETS: dict[str, type[Target]] = {
 }
 
 
-def target_from_description(description: dict) -> Target:
-    """Rebuild a target from its ``describe()`` (what a checkpoint stores)."""
+def target_from_description(description: Mapping[str, Any], decoding: Settings | None = None) -> Target:
+    """Rebuild a target from its ``describe()`` (what a checkpoint stores), with ``decoding`` settings
+    (tuned, or given on a command line) over the ones it describes."""
     import inspect
 
     options = dict(description)
@@ -509,4 +504,7 @@ def target_from_description(description: dict) -> Target:
             f"Unknown target kind {kind!r} in the checkpoint; expected one of {', '.join(TARGETS)}."
         )
     accepted = inspect.signature(TARGETS[kind]).parameters
-    return TARGETS[kind](**{k: v for k, v in options.items() if k in accepted})
+    target = TARGETS[kind](**{k: v for k, v in options.items() if k in accepted})
+    if decoding:
+        target.set_decoding({**target.decoding, **dict(decoding)})
+    return target
