@@ -64,7 +64,7 @@ class UpBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = self.up(x)
-        return self.conv(torch.cat([center_crop(skip, *x.shape[-2:]), x], dim=1))
+        return self.conv(torch.cat([center_crop(skip, x.shape[-2], x.shape[-1]), x], dim=1))
 
 
 class UNetClassic(nn.Module):
@@ -97,14 +97,14 @@ class UNetClassic(nn.Module):
         self.head = nn.Conv2d(widths[0], classes, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = []
+        skips: list[torch.Tensor] = []  # annotated and indexed from the end: torch.jit.script compiles it
         for block in self.down:
             x = block(x)
             skips.append(x)
             x = self.pool(x)
         x = self.bottleneck(x)
-        for block, skip in zip(self.up, reversed(skips), strict=True):
-            x = block(x, skip)
+        for index, block in enumerate(self.up):
+            x = block(x, skips[-1 - index])
         return self.head(x)
 
     # Sizes of the valid variant: each level loses 4 pixels (two 3x3 valid convs) before its pool.
