@@ -118,3 +118,29 @@ def test_seed_codes_drive_a_strategy_on_16_page_stacks():
         12.0,
         13.0,
     ]  # merge of pages 0, 3, 6; page 12; val 13
+
+
+def test_prediction_mixing_reproduces_every_spec_outside_training():
+    """Exporters run the strategy as a fixed linear map of the normalised planes: it must equal apply()."""
+    specs = [
+        "c",
+        {"merge": ["a", "b", "a"]},
+        {"random": ["b", "d"], "val": "d"},
+        "blank",
+        {"dropout": 0.9, "spec": "b"},
+    ]
+    bound = ChannelStrategy(specs=specs).bind(NAMES)
+    used, mixing = bound.prediction_mixing()
+    assert used == (0, 1, 2, 3)
+    image = np.random.default_rng(0).random((len(NAMES), 6, 7)).astype(np.float32)
+    mixed = np.einsum("ku,uhw->khw", mixing, image[list(used)])
+    np.testing.assert_allclose(mixed, bound.apply(image, identity, training=False), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(mixing[1], [2 / 3, 1 / 3, 0, 0], rtol=1e-6)  # a listed twice counts twice
+
+
+def test_prediction_mixing_reads_only_the_planes_used_and_refuses_leaked_draws():
+    used, mixing = ChannelStrategy(specs=["d", "b"]).bind(NAMES).prediction_mixing()
+    assert used == (1, 3)
+    np.testing.assert_array_equal(mixing, [[0, 1], [1, 0]])
+    with pytest.raises(ConfigError, match="leak_to_validation"):
+        ChannelStrategy(specs=["a"], leak_to_validation=True).bind(NAMES).prediction_mixing()

@@ -78,6 +78,10 @@ class BoundSpec(ABC):
         """Source channel indices this channel may read."""
         return frozenset()
 
+    @abstractmethod
+    def prediction_weights(self) -> dict[int, float]:
+        """The channel outside training as a weighted sum of normalised source planes {index: weight}."""
+
 
 @dataclass(frozen=True)
 class Pick(BoundSpec):
@@ -85,6 +89,9 @@ class Pick(BoundSpec):
 
     def plane(self, planes: PlaneSource, rng: np.random.Generator, training: bool) -> np.ndarray:
         return planes(self.index)
+
+    def prediction_weights(self) -> dict[int, float]:
+        return {self.index: 1.0}
 
     @property
     def channels_used(self) -> frozenset[int]:
@@ -98,6 +105,9 @@ class PickRandom(BoundSpec):
 
     def plane(self, planes: PlaneSource, rng: np.random.Generator, training: bool) -> np.ndarray:
         return planes(int(rng.choice(self.indices)) if training else self.val_index)
+
+    def prediction_weights(self) -> dict[int, float]:
+        return {self.val_index: 1.0}
 
     @property
     def channels_used(self) -> frozenset[int]:
@@ -116,6 +126,12 @@ class MeanOf(BoundSpec):
                 total += planes(index)
         return total / np.float32(len(self.indices))
 
+    def prediction_weights(self) -> dict[int, float]:
+        weights: dict[int, float] = {}
+        for index in self.indices:  # a channel listed twice counts twice, as in plane()
+            weights[index] = weights.get(index, 0.0) + 1.0 / len(self.indices)
+        return weights
+
     @property
     def channels_used(self) -> frozenset[int]:
         return frozenset(self.indices)
@@ -125,6 +141,9 @@ class MeanOf(BoundSpec):
 class Zeros(BoundSpec):
     def plane(self, planes: PlaneSource, rng: np.random.Generator, training: bool) -> np.ndarray:
         return np.zeros(planes.shape, dtype=np.float32)
+
+    def prediction_weights(self) -> dict[int, float]:
+        return {}
 
 
 @dataclass(frozen=True)
@@ -136,6 +155,9 @@ class DropPlane(BoundSpec):
         if training and self.p > 0.0 and rng.random() < self.p:
             return np.zeros(planes.shape, dtype=np.float32)
         return self.inner.plane(planes, rng, training)
+
+    def prediction_weights(self) -> dict[int, float]:
+        return self.inner.prediction_weights()
 
     @property
     def channels_used(self) -> frozenset[int]:
@@ -296,6 +318,26 @@ class BoundChannels:
     def channels_used(self) -> frozenset[int]:
         """Indices of the source channels that any model input channel may read."""
         return frozenset().union(*(spec.channels_used for spec in self.specs))
+
+    def prediction_mixing(self) -> tuple[tuple[int, ...], np.ndarray]:
+        """The model input outside training as a fixed linear map of the normalised source planes:
+        (the source indices read, in order; weights (model channels, len(indices)) float32).
+
+        What an exporter needs where preprocessing can only normalise planes (the BioImage Model Zoo
+        format has no select or merge): the map runs inside the exported network instead.
+        """
+        if self.leak_to_validation:
+            raise ConfigError(
+                "channels.leak_to_validation=true draws input channels at random at prediction too, "
+                "which no fixed model input can reproduce."
+            )
+        weights = [spec.prediction_weights() for spec in self.specs]
+        used = tuple(sorted({index for channel in weights for index in channel}))
+        matrix = np.zeros((len(self.specs), len(used)), dtype=np.float32)
+        for row, channel in enumerate(weights):
+            for index, weight in channel.items():
+                matrix[row, used.index(index)] = weight
+        return used, matrix
 
     def apply(
         self,
