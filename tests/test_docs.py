@@ -850,7 +850,7 @@ def test_documented_command_runs_end_to_end(command, tmp_path, trained):
     else:
         ckpt = work / _value(args, "ckpt")
         fmt = next((a.split("=", 1)[1] for a in args if _key(a) == "format"), "onnx")
-        suffix = ".onnx" if fmt == "onnx" else ".torchscript.pt"
+        suffix = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "bioimageio": ".bioimageio.zip"}[fmt]
         assert ckpt.with_name(ckpt.stem + suffix).is_file(), sorted(ckpt.parent.iterdir())
     print(f"{command.where}: {time.monotonic() - started:.0f} s")
 

@@ -5,7 +5,9 @@ logits as the PyTorch network.
 - :mod:`~.onnx` and :mod:`~.torchscript`: one exporter each, with a runner for the parity check;
 - :mod:`~.wrappers`: :class:`~.wrappers.AlwaysPad`, which keeps H and W symbolic through the export;
 - :mod:`~.parity`: the exported file's logits against PyTorch's at several input shapes;
-- :mod:`~.export`: dynamic first, fixed-size as the fallback, written through a temporary file.
+- :mod:`~.export`: dynamic first, fixed-size as the fallback, written through a temporary file;
+- :mod:`~.bioimageio` (with :mod:`~.package_files`): a BioImage Model Zoo package of both formats,
+  kept only when the zoo's model test passes.
 
 How each format is made (chosen by what stays exact on smp U-Nets, measured with torch 2.14):
 
@@ -31,8 +33,10 @@ from cellseg.exporters.export import export_model
 from cellseg.exporters.settings import (
     FORMATS,
     ExportSettings,
+    PackageOptions,
     check_options,
     check_settings,
+    package_options,
     resolve_settings,
 )
 from cellseg.exporters.torchscript import read_torchscript_metadata
@@ -44,9 +48,11 @@ __all__ = [
     "AlwaysPad",
     "ExportError",
     "ExportSettings",
+    "PackageOptions",
     "check_options",
     "check_settings",
     "export_model",
+    "package_options",
     "read_torchscript_metadata",
     "resolve_settings",
 ]

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from cellseg import __version__
 from cellseg.exporters.common import ExportError, Shape
@@ -71,20 +73,31 @@ def _attempts(settings: ExportSettings, channels: int, multiple: int) -> list[At
     return [Attempt(True, parity_shapes(channels, settings.input_size, multiple, True)), fixed]
 
 
-def _export_checked(model: LoadedModel, settings: ExportSettings, tmp: Path) -> dict[str, Any]:
-    """Export into ``tmp`` (dynamic first when asked), check parity; the report of the export kept."""
-    net = model.net.float().eval()
-    example = parity_input(parity_shapes(model.in_channels, settings.input_size, 1, False)[0], 0)
+def export_checked(
+    net: nn.Module,
+    channels: int,
+    settings: ExportSettings,
+    describe: Callable[[bool], dict[str, Any]],
+    path: Path,
+    multiple: int | None = None,
+) -> dict[str, Any]:
+    """Export ``net`` into ``path`` as ``settings.format`` (dynamic first when asked), check parity.
+
+    ``describe(dynamic)`` gives the metadata stored in the file; ``multiple`` is the network's stride
+    when ``net`` wraps the network (the parity shapes test sizes on and off it). Returns the report of
+    the export kept; raises ExportError when no attempt exports within tolerance.
+    """
+    example = parity_input(parity_shapes(channels, settings.input_size, 1, False)[0], 0)
     fallback_reason = None
-    for attempt in _attempts(settings, model.in_channels, input_multiple(net)):
-        wanted = build_metadata(model, settings, attempt.dynamic)
+    for attempt in _attempts(settings, channels, multiple or input_multiple(net)):
+        wanted = describe(attempt.dynamic)
         try:
             if settings.format == "onnx":
-                metadata = export_onnx(net, example, tmp, attempt.dynamic, wanted, settings.opset)
-                run = onnx_runner(tmp)
+                metadata = export_onnx(net, example, path, attempt.dynamic, wanted, settings.opset)
+                run = onnx_runner(path)
             else:
-                metadata = export_torchscript(net, example, tmp, attempt.dynamic, wanted)
-                run = torchscript_runner(tmp)
+                metadata = export_torchscript(net, example, path, attempt.dynamic, wanted)
+                run = torchscript_runner(path)
         except ExportError as error:
             if not attempt.dynamic:
                 raise ExportError(f"{settings.ckpt}: {settings.format} export failed: {error}.") from error
@@ -129,8 +142,11 @@ def export_model(model: LoadedModel, settings: ExportSettings) -> dict[str, Any]
         list(settings.input_size),
         settings.dynamic,
     )
+    net = model.net.float().eval()
     with atomic_path(settings.output) as tmp:
-        result = _export_checked(model, settings, tmp)
+        result = export_checked(
+            net, model.in_channels, settings, lambda dynamic: build_metadata(model, settings, dynamic), tmp
+        )
     size = settings.output.stat().st_size
     report = {
         "format": settings.format,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +16,9 @@ from cellseg.exporters.onnx import check_onnx_installed
 from cellseg.inference.checkpoint import read_checkpoint
 from cellseg.runs import check_writable
 
-FORMATS = ("onnx", "torchscript")
+FORMATS = ("onnx", "torchscript", "bioimageio")
 
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "bioimageio": ".bioimageio.zip"}
 
 DEFAULT_INPUT_SIZE = 256
 
@@ -77,7 +79,7 @@ def _check_options(cfg: Mapping[str, Any]) -> None:
 
 
 def default_output(ckpt: Path, fmt: str) -> Path:
-    """``<ckpt stem>.onnx`` / ``<ckpt stem>.torchscript.pt`` next to the checkpoint."""
+    """``<ckpt stem>.onnx`` / ``.torchscript.pt`` / ``.bioimageio.zip`` next to the checkpoint."""
     return ckpt.with_name(ckpt.stem + SUFFIXES[fmt])
 
 
@@ -103,12 +105,77 @@ def _check_output(settings: ExportSettings) -> None:
     check_writable(settings.output.parent, f"'{settings.output.name}' to", "Choose output=<file>.")
 
 
+#: What format=bioimageio needs: the spec and its model test, and the ONNX exporter and runtime.
+BIOIMAGEIO_PACKAGES = ("bioimageio.spec", "bioimageio.core", "onnx", "onnxscript", "onnxruntime")
+
+
+def check_bioimageio_installed() -> None:
+    missing = [name for name in BIOIMAGEIO_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(
+            f"format=bioimageio needs {', '.join(missing)}, which is not installed; install it with "
+            'pip install "cellseg[bioimageio]".'
+        )
+
+
+@dataclass(frozen=True)
+class PackageOptions:
+    """What rdf.yaml says about the model beyond the checkpoint (``bioimageio.*`` of the export config)."""
+
+    name: str | None
+    description: str | None
+    authors: tuple[dict[str, str], ...]
+    license: str
+    tags: tuple[str, ...]
+    sample: Path | None
+    halo: int
+
+
+def package_options(cfg: Mapping[str, Any]) -> PackageOptions:
+    """The ``bioimageio`` options checked: authors as names or {name, affiliation, orcid}, a sample that
+    exists, a halo >= 0."""
+    options = cfg["bioimageio"]
+    authors = options.get("authors")
+    if authors is None:
+        authors = [getpass.getuser()]
+    if isinstance(authors, str) or not authors:
+        raise ConfigError(
+            f"bioimageio.authors is {authors!r}; expected a list of names or of {{name, affiliation, orcid}}."
+        )
+    parsed = []
+    for author in authors:
+        entry = {"name": author} if isinstance(author, str) else dict(author)
+        if not str(entry.get("name") or "").strip():
+            raise ConfigError(f"bioimageio.authors: {author!r} has no name.")
+        parsed.append({k: str(v) for k, v in entry.items() if v is not None})
+    sample = options.get("sample")
+    if sample is not None and not Path(str(sample)).expanduser().is_file():
+        raise ConfigError(
+            f"bioimageio.sample '{sample}' is not a file; give an image the model was made for."
+        )
+    halo = options.get("halo")
+    if isinstance(halo, bool) or not isinstance(halo, int) or halo < 0:
+        raise ConfigError(f"bioimageio.halo is {halo!r}; expected a whole number of pixels >= 0.")
+    return PackageOptions(
+        name=options.get("name"),
+        description=options.get("description"),
+        authors=tuple(parsed),
+        license=str(options.get("license")),
+        tags=tuple(str(t) for t in options.get("tags") or ()),
+        sample=None if sample is None else Path(str(sample)).expanduser(),
+        halo=int(halo),
+    )
+
+
 def check_options(cfg: Mapping[str, Any]) -> None:
     """The checks that need no file: format, option values, the ONNX packages, a checkpoint given."""
     _check_format(cfg.format)
     _check_options(cfg)
     if cfg.format == "onnx":
         check_onnx_installed()
+    if cfg.format == "bioimageio":
+        check_bioimageio_installed()
+        package_options(cfg)
     if cfg.ckpt is None or not str(cfg.ckpt).strip():
         raise ConfigError(
             "ckpt is empty; pass the checkpoint to export, e.g. ckpt=<run>/checkpoints/best.ckpt."

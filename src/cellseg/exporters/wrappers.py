@@ -30,3 +30,28 @@ class AlwaysPad(nn.Module):
         top, left = pad_h // 2, pad_w // 2
         padded = F.pad(x, (left, pad_w - left, top, pad_h - top), mode="reflect")
         return self.net(padded)[..., top : top + height, left : left + width]
+
+
+class PackagedNetwork(nn.Module):
+    """Normalised source planes in, class probabilities (then any regression maps) out: a checkpoint's
+    network as a model zoo package runs it, where preprocessing only normalises planes and consumers
+    (deepImageJ, ilastik, napari) expect probabilities.
+
+    ``mixing`` (model channels, source planes) is the channel strategy at prediction (a selection, a
+    mean, a blank), applied as a 1x1 convolution before the network; softmax makes the first
+    ``num_classes`` outputs probabilities. ``net`` should already be size-agnostic (:class:`AlwaysPad`).
+    """
+
+    def __init__(self, net: nn.Module, mixing: torch.Tensor, num_classes: int) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("mixing", mixing.to(torch.float32)[:, :, None, None].contiguous())
+        self.num_classes = int(num_classes)
+        self.min_side = int(getattr(net, "min_side", 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        outputs = self.net(F.conv2d(x, self.mixing))
+        probabilities = torch.softmax(outputs[:, : self.num_classes], dim=1)
+        if outputs.shape[1] == self.num_classes:
+            return probabilities
+        return torch.cat([probabilities, outputs[:, self.num_classes :]], dim=1)
