@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import torch
 
-from cellseg.errors import CellsegError
+from cellseg.errors import CellsegError, ConfigError
 
 #: Name of the metadata JSON inside the file (a TorchScript extra file, an ONNX metadata_props key).
 METADATA_KEY = "cellseg.json"
@@ -19,6 +20,16 @@ METADATA_KEY = "cellseg.json"
 Shape = tuple[int, int, int, int]
 
 Runner = Callable[[torch.Tensor], np.ndarray]
+
+
+def check_installed(fmt: str, packages: Sequence[str], extra: str, alternative: str = "") -> None:
+    """ConfigError naming the packages ``format=fmt`` needs that are missing, and the extra that has them."""
+    missing = [name for name in packages if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigError(
+            f"format={fmt} needs {', '.join(missing)}, which is not installed; install it with "
+            f'pip install "cellseg[{extra}]"{alternative}.'
+        )
 
 
 class ExportError(CellsegError, RuntimeError):

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import warnings
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,15 @@ import torch
 from torch import nn
 
 from cellseg.errors import ConfigError
-from cellseg.exporters.common import METADATA_KEY, ExportError, Runner, first_line, metadata_json, quiet
+from cellseg.exporters.common import (
+    METADATA_KEY,
+    ExportError,
+    Runner,
+    check_installed,
+    first_line,
+    metadata_json,
+    quiet,
+)
 from cellseg.exporters.wrappers import AlwaysPad
 from cellseg.models.padding import PadToMultiple
 
@@ -23,12 +30,7 @@ ONNX_INPUT, ONNX_OUTPUT = "image", "logits"
 
 def check_onnx_installed() -> None:
     """format=onnx needs the exporter (onnx, onnxscript) and onnxruntime for the parity check."""
-    missing = [name for name in ONNX_PACKAGES if importlib.util.find_spec(name) is None]
-    if missing:
-        raise ConfigError(
-            f"format=onnx needs {', '.join(missing)}, which is not installed; install it with "
-            'pip install "cellseg[onnx]" (or use format=torchscript).'
-        )
+    check_installed("onnx", ONNX_PACKAGES, "onnx", " (or use format=torchscript)")
 
 
 def _onnx_module(net: nn.Module, dynamic: bool) -> tuple[nn.Module, tuple[dict[int, Any], ...] | None]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 from omegaconf import ListConfig, OmegaConf
 
 from cellseg.errors import ConfigError, OutputDirError, RunExistsError
+from cellseg.exporters.common import check_installed
 from cellseg.exporters.onnx import check_onnx_installed
 from cellseg.inference.checkpoint import read_checkpoint
 from cellseg.runs import check_writable
@@ -110,12 +110,7 @@ BIOIMAGEIO_PACKAGES = ("bioimageio.spec", "bioimageio.core", "onnx", "onnxscript
 
 
 def check_bioimageio_installed() -> None:
-    missing = [name for name in BIOIMAGEIO_PACKAGES if importlib.util.find_spec(name) is None]
-    if missing:
-        raise ConfigError(
-            f"format=bioimageio needs {', '.join(missing)}, which is not installed; install it with "
-            'pip install "cellseg[bioimageio]".'
-        )
+    check_installed("bioimageio", BIOIMAGEIO_PACKAGES, "bioimageio")
 
 
 @dataclass(frozen=True)
