@@ -24,6 +24,8 @@ from tests.conftest import FAST, compose_config
 
 pytest.importorskip("bioimageio.core", reason="the bioimageio extra is not installed")
 
+from cellseg.exporters.bioimageio import _weights as _export_weights
+
 
 def export_config(overrides: Sequence[str]) -> DictConfig:
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
@@ -50,12 +52,12 @@ def reused_weights(tmp_path_factory):
 
     from cellseg.exporters import bioimageio
 
-    export_weights, cache = bioimageio._weights, tmp_path_factory.mktemp("weights")
+    cache = tmp_path_factory.mktemp("weights")
     kept: dict = {}
 
     def weights(net, channels, multiple, settings, folder, describe):
         if not kept:
-            kept.update(export_weights(net, channels, multiple, settings, cache, describe))
+            kept.update(_export_weights(net, channels, multiple, settings, cache, describe))
         for result in kept.values():
             shutil.copy(result["path"], folder / result["path"].name)
         return {fmt: {**result, "path": folder / result["path"].name} for fmt, result in kept.items()}
@@ -184,3 +186,28 @@ def test_a_sample_image_becomes_the_test_input(checkpoint: Path, tmp_path):
         test_input = np.load(handle)
     assert test_input.shape == (1, 3, 144, 136)  # 72 + k * 8: the largest accepted sizes inside 150 x 140
     np.testing.assert_array_equal(test_input[0], planes[[0, 1, 2], 3:147, 2:138])
+
+
+@pytest.mark.slow  # its own training run and ONNX export (about a minute on 2 cores)
+def test_a_network_that_exports_at_one_size_makes_a_fixed_size_batch_one_package(tmp_path):
+    """A valid-convolution U-Net traces at input_size only: the package says so (fixed H, W and batch 1),
+    and the zoo's model test passes on it."""
+    from bioimageio.core import test_model
+
+    from cellseg.export import export
+
+    run_dir = tmp_path / "run"
+    fast = [option for option in FAST if not option.startswith("model.")]
+    valid = ["model=unet_classic", "model.init_features=4", "model.depth=2", "model.padding=valid"]
+    train(compose_config([*fast, "test=false", *valid], run_dir=run_dir))
+    output = tmp_path / "model.zip"
+    with pytest.MonkeyPatch.context() as patch:  # this module's weight cache is for the other checkpoint
+        from cellseg.exporters import bioimageio
+
+        patch.setattr(bioimageio, "_weights", _export_weights)
+        export(export_config([f"ckpt={run_dir / 'checkpoints' / 'best.ckpt'}", f"output={output}"]))
+    with zipfile.ZipFile(output) as archive:
+        (inputs,) = yaml.safe_load(archive.read("rdf.yaml"))["inputs"]
+    assert inputs["axes"][0] == {"type": "batch", "size": 1}
+    assert [axis["size"] for axis in inputs["axes"][2:]] == [64, 64]  # the checkpoint's crop size
+    assert test_model(output).status == "passed"

@@ -205,16 +205,17 @@ def _tensors(spec: Any, contents: PackageContents) -> tuple[Any, Any]:
         return spec.ChannelAxis(channel_names=[spec.Identifier(_identifier(n)) for n in names])
 
     data = spec.IntervalOrRatioDataDescr(type="float32")
+    batch = spec.BatchAxis(size=1) if contents.sizes.fixed else spec.BatchAxis()  # fixed exports: batch 1
     inputs = spec.InputTensorDescr(
         id=spec.TensorId(INPUT_ID),
-        axes=[spec.BatchAxis(), channels(contents.source_names), *space_in],
+        axes=[batch, channels(contents.source_names), *space_in],
         test_tensor=spec.FileDescr(source=contents.folder / "test_input.npy"),
         data=data,
         preprocessing=contents.preprocessing,
     )
     outputs = spec.OutputTensorDescr(
         id=spec.TensorId(OUTPUT_ID),
-        axes=[spec.BatchAxis(), channels(contents.output_names), *space_out],
+        axes=[batch, channels(contents.output_names), *space_out],
         test_tensor=spec.FileDescr(source=contents.folder / "test_output.npy"),
         data=data,
     )
