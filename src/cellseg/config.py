@@ -132,6 +132,7 @@ def check_extra_installed(group: str, choice: str) -> None:
 #: Number-valued keys that also take words: ``None`` means any word (Lightning checks those itself).
 WORD_VALUES: dict[str, tuple[str, ...] | None] = {
     "optimizer.lr": ("auto",),
+    "data.num_workers": ("auto",),
     "trainer.precision": None,
     "trainer.devices": None,
 }

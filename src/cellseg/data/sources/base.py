@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cached_property
@@ -20,6 +22,25 @@ from cellseg.errors import ConfigError, DataError
 from cellseg.utils.seeds import epoch_seed
 
 SPLITS = ("train", "val", "test")
+log = logging.getLogger(__name__)
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity: a SLURM or taskset share, not the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity call
+        return os.cpu_count() or 1
+
+
+def resolve_num_workers(value: int | str, processes: int = 1) -> int:
+    """``data.num_workers``: a count, or ``auto``: the cores usable per training process (one per GPU
+    under DDP), less the one the process itself trains on."""
+    if value == "auto":
+        return max(0, usable_cores() // max(1, processes) - 1)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"data.num_workers is {value!r}; expected a count >= 0 or auto.")
+    return value
 
 
 class UnpaddedDistributedSampler(DistributedSampler):
@@ -52,9 +73,10 @@ class SegmentationDataModule(pl.LightningDataModule, ABC):
         normalization: Mapping[str, Any] | Normalization | None = None,
         batch_size: int = 8,
         val_batch_size: int | None = None,
-        num_workers: int = 0,
+        num_workers: int | str = 0,
         pin_memory: bool = True,
         persistent_workers: bool = True,
+        prefetch_factor: int = 2,
         crop_size: int | None = None,
         crops_per_image: int = 1,
         skip_bad: bool = False,
@@ -64,8 +86,9 @@ class SegmentationDataModule(pl.LightningDataModule, ABC):
         super().__init__()
         if batch_size < 1:
             raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}.")
-        if num_workers < 0:
-            raise ConfigError(f"data.num_workers must be >= 0, got {num_workers}.")
+        resolve_num_workers(num_workers)  # checked now; auto is resolved per process when loaders start
+        if isinstance(prefetch_factor, bool) or not isinstance(prefetch_factor, int) or prefetch_factor < 1:
+            raise ConfigError(f"data.prefetch_factor is {prefetch_factor!r}; expected a count >= 1.")
         if crop_size is not None and crop_size < 8:
             raise ConfigError(
                 f"data.crop_size must be >= 8 pixels (or null for whole images), got {crop_size}."
@@ -82,6 +105,7 @@ class SegmentationDataModule(pl.LightningDataModule, ABC):
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
+        self.prefetch_factor = prefetch_factor
         self.crop_size = crop_size
         self.crops_per_image = crops_per_image
         self.skip_bad = skip_bad
@@ -185,18 +209,35 @@ class SegmentationDataModule(pl.LightningDataModule, ABC):
             )
         else:
             sampler = None
+        workers = self.workers_per_process
         return DataLoader(
             dataset,
             batch_size=batch_size,
             sampler=sampler,
             drop_last=shuffle and len(dataset) > batch_size,
-            num_workers=self.num_workers,
+            num_workers=workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
-            persistent_workers=self.persistent_workers and self.num_workers > 0,
+            persistent_workers=self.persistent_workers and workers > 0,
+            prefetch_factor=self.prefetch_factor if workers > 0 else None,
             # The workers' base seed (drawn whenever a loader starts) comes from a generator of its
             # own, so starting a loader never moves the global stream that dropout draws from.
             generator=self._worker_seeds,
         )
+
+    @cached_property
+    def workers_per_process(self) -> int:
+        """Loader workers of this process: ``num_workers``, with ``auto`` shared among the trainer's
+        processes on this machine."""
+        trainer = self.trainer
+        processes = trainer.num_devices if trainer is not None and trainer.world_size > 1 else 1
+        workers = resolve_num_workers(self.num_workers, processes)
+        if self.num_workers == "auto":
+            log.info(
+                "data.num_workers=auto: %d loader worker(s) per process (%d usable cores)",
+                workers,
+                usable_cores(),
+            )
+        return workers
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", self.batch_size, shuffle=True)
