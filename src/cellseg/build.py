@@ -96,8 +96,19 @@ def build_training(cfg: DictConfig) -> tuple[SegmentationDataModule, Segmentatio
         pipeline={**datamodule.describe(), "data": plain(cfg.data)},
         eval_metrics=list(datamodule.eval_metrics),
         criterion=criterion,
+        compile=bool(cfg.get("compile", False)),
     )
     return datamodule, module
+
+
+def resolve_precision(precision: Any) -> Any:
+    """``trainer.precision``, with ``mixed``: bf16-mixed where the GPU computes bf16 (Ampere and newer:
+    fp16's range without its loss scaling), else 16-mixed."""
+    if precision != "mixed":
+        return precision
+    import torch
+
+    return "bf16-mixed" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "16-mixed"
 
 
 def _instantiate_each(group: DictConfig | None, kind: str) -> list[Any]:

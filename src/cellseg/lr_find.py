@@ -19,7 +19,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from cellseg.build import build_training
+from cellseg.build import build_training, resolve_precision
 from cellseg.cli import exit_on_bad_input, run_command
 from cellseg.config import config_dir
 from cellseg.hparams import hydra_runtime
@@ -43,7 +43,13 @@ def lr_find(cfg: DictConfig) -> dict[str, Any]:
     settings = LRFindSettings(**cfg.lr_find)
     datamodule, module = build_training(cfg)
     set_learning_rate(module, settings.min_lr)  # the range test sets its own rates
-    trainer = instantiate(cfg.trainer, callbacks=[], logger=False, enable_checkpointing=False)
+    trainer = instantiate(
+        cfg.trainer,
+        precision=resolve_precision(cfg.trainer.precision),
+        callbacks=[],
+        logger=False,
+        enable_checkpointing=False,
+    )
     found = find_learning_rate(trainer, module, datamodule, settings)
     command = (
         None if found.suggestion is None else training_command(hydra_runtime()["overrides"], found.suggestion)

@@ -9,6 +9,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
+from pytorch_lightning.utilities import rank_zero_warn
 
 from cellseg.losses import build_loss
 from cellseg.models import create_model
@@ -52,9 +53,11 @@ class SegmentationModule(pl.LightningModule):
         eval_metrics: Sequence[str] = (),
         criterion: torch.nn.Module | None = None,
         regression_names: Sequence[str] = (),
+        compile: bool = False,
     ) -> None:
         """``criterion`` is the loss already built from ``loss`` (training builds it once, see
-        :mod:`cellseg.build`); without it (``load_from_checkpoint``) it is built from ``loss`` here."""
+        :mod:`cellseg.build`); without it (``load_from_checkpoint``) it is built from ``loss`` here.
+        ``compile`` runs the network through ``torch.compile`` (eager again, with a warning, if it fails)."""
         super().__init__()
         # train.py logs a curated, flat set of hyperparameters instead of these.
         self.save_hyperparameters(logger=False, ignore=["criterion"])
@@ -62,6 +65,8 @@ class SegmentationModule(pl.LightningModule):
         self.class_names = self.layout.class_names
         num_classes = self.layout.num_classes
         self.net = create_model(in_channels=in_channels, classes=self.layout.num_channels, **dict(model))
+        # Not a submodule (object.__setattr__): checkpoints keep the plain net.* weight names.
+        object.__setattr__(self, "_compiled", torch.compile(self.net) if compile else None)
         self.criterion = criterion if criterion is not None else build_loss(loss, num_classes, ignore_index)
         decode = _decoder(pipeline) if self.layout.has_regression else None
         # "train" is an nn.Module method name, so the stages are keyed fit/val/test.
@@ -92,6 +97,16 @@ class SegmentationModule(pl.LightningModule):
         return self.stage_metrics[_KEYS[stage]]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._compiled is not None:
+            try:
+                return self._compiled(x)
+            except Exception as error:  # torch.compile fails lazily, on a first call, in many types
+                rank_zero_warn(
+                    f"compile=true: torch.compile failed ({type(error).__name__}: "
+                    f"{str(error).strip().splitlines()[0] if str(error).strip() else ''}); "
+                    "running the network without it."
+                )
+                object.__setattr__(self, "_compiled", None)
         return self.net(x)
 
     def _step(self, batch: Mapping[str, torch.Tensor], stage: str) -> dict[str, torch.Tensor]:

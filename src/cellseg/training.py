@@ -18,7 +18,13 @@ from omegaconf import DictConfig
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from cellseg import __version__
-from cellseg.build import build_callbacks, build_loggers, build_training, build_trial_pruning
+from cellseg.build import (
+    build_callbacks,
+    build_loggers,
+    build_training,
+    build_trial_pruning,
+    resolve_precision,
+)
 from cellseg.callbacks.epoch_log import EpochLog
 from cellseg.callbacks.epoch_seeds import EpochSeeds
 from cellseg.callbacks.run_summary import RunSummary, print_run_summary, write_rejected_run
@@ -87,6 +93,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     summary = RunSummary(run_dir, monitor=cfg.monitor, mode=cfg.monitor_mode, info=_run_info(cfg, ckpt_path))
     trainer: pl.Trainer = instantiate(
         cfg.trainer,
+        precision=resolve_precision(cfg.trainer.precision),
         callbacks=[
             *build_callbacks(cfg),
             summary,
