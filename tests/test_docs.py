@@ -69,7 +69,10 @@ CONFIG_OF = {
     "export": "export",
     "stats": "stats",
     "lr_find": "lr_find",
+    "show": "show",
 }
+# Commands whose first word names what to do (python -m cellseg.show augment ...): the key that word sets.
+TARGET_WORD = {"show": "what"}
 
 # Placeholders of the docs, made concrete. A run folder name as Hydra writes it:
 RUN_NAME = "2026-01-01_00-00-00"
@@ -236,9 +239,13 @@ def _checkpoint_task(args: Sequence[str]) -> str:
 
 
 def concrete(command: DocCommand) -> list[str]:
-    """The command's arguments with the docs' placeholders filled in; skips when one cannot be."""
+    """The command's arguments with the docs' placeholders filled in (a target word as the last override, as
+    the command writes it before Hydra sees it); skips when one cannot be."""
     args = []
-    for arg in command.args:
+    words = list(command.args)
+    if command.module in TARGET_WORD and words and "=" not in words[0] and not words[0].startswith("-"):
+        words.append(f"{TARGET_WORD[command.module]}={words.pop(0)}")
+    for arg in words:
         for placeholder, value in PLACEHOLDERS.items():
             arg = arg.replace(placeholder, value)
         if arg == "ckpt=...":
@@ -818,7 +825,7 @@ def test_documented_command_runs_end_to_end(command, tmp_path, trained):
         pytest.skip(
             f"{command.where}: needs a sweep; tests/test_compare.py runs compare on a real one end to end"
         )
-    if command.module not in {"train", "lr_find", "predict", "evaluate", "export"}:
+    if command.module not in {"train", "lr_find", "predict", "evaluate", "export", "show"}:
         pytest.fail(f"{command.where}: no end-to-end recipe for 'python -m cellseg.{command.module}' here")
     args = [_absolute_shared(a) for a in concrete(command)]
     reason = _skip_reason(command, args)
@@ -844,6 +851,8 @@ def test_documented_command_runs_end_to_end(command, tmp_path, trained):
     elif command.module == "predict":
         output = work / _value(args, "output")
         assert (output / "predict.json").is_file(), sorted(output.rglob("*"))
+    elif command.module == "show":  # its PNG(s): outputs/show/<what>.png, or output=... (maybe per sweep job)
+        assert list(work.rglob("*.png")), result.report(command, args)
     elif command.module == "evaluate":
         ckpt = work / _value(args, "ckpt")
         assert list((ckpt.parents[1] / "eval").glob("*/*/eval.json")), result.report(command, args)

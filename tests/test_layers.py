@@ -46,6 +46,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "cellseg.comparison",
         "cellseg.lr_finder",
         "cellseg.tuning",
+        "cellseg.visualisation",
     ),
     ("cellseg.config",),
     ("cellseg.build", "cellseg.cli", "cellseg.preflight", "cellseg.training"),
