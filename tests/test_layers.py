@@ -26,6 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "cellseg.data.downloads",
         "cellseg.data.pipeline",
         "cellseg.instances",
+        "cellseg.postprocess",
     ),
     (
         "cellseg.data",

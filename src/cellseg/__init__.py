@@ -3,11 +3,13 @@
 Layers, bottom up (a module imports only its own layer and those below; ``tests/test_layers.py``):
 
 1. ``errors``, ``utils/`` (nothing of cellseg's);
-2. ``models/``, ``metrics/``, ``losses/``, ``data/pipeline/``, ``data/io``, ``data/downloads``;
+2. ``models/``, ``metrics/``, ``losses/``, ``instances/``, ``postprocess``, ``data/pipeline/``, ``data/io``,
+   ``data/downloads``;
 3. ``data/sources/``, ``stage_metrics``, ``callbacks/``, ``runs`` (the run-directory contract);
-4. ``module`` (the LightningModule), ``inference/``, ``exporters/``, ``evaluation``, ``hparams``;
+4. ``module`` (the LightningModule), ``inference/``, ``exporters/``, ``evaluation``, ``hparams``,
+   ``visualisation/``;
 5. ``config`` (checks of the config tree), then ``build`` (config -> objects) and ``cli``;
-6. the commands ``train``, ``predict``, ``evaluate``, ``export``, ``stats``: they parse their config and
+6. the commands ``train``, ``predict``, ``evaluate``, ``export``, ``stats``, ``show``: they parse their config and
    wire the parts; none imports another.
 """
 

@@ -13,7 +13,7 @@ training), ``per_image.csv`` (one row per image) and TensorBoard scalars in ``<r
 ``tune=true`` first searches the decoding thresholds of ``target=distance`` / ``target=flows`` that
 maximise AP50 on the val split, stores them in the checkpoint (used by predict and evaluate from then on)
 and writes every combination tried to ``tuning.csv``; ``decoding.<name>=<value>`` overrides one setting
-for this evaluation only.
+for this evaluation only. ``postprocess=crf`` scores the probabilities refined by a dense CRF (``crf.*``).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from cellseg.evaluation import (
 from cellseg.inference.checkpoint import load_model, read_checkpoint
 from cellseg.inference.predictor import Predictor
 from cellseg.inference.tiling import TileSettings
+from cellseg.postprocess import describe_postprocess, postprocess_request
 from cellseg.runs import run_dir_of
 from cellseg.tuning import tune_and_store
 from cellseg.utils.io import write_csv_atomic, write_json_atomic
@@ -63,6 +64,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     """Score the checkpoint on ``split`` and write eval.json, per_image.csv and TensorBoard scalars."""
     started = time.perf_counter()
     check_split(cfg.split)
+    postprocess = postprocess_request(cfg, tune=bool(cfg.tune))
     tiles = TileSettings(**OmegaConf.to_container(cfg.tile, resolve=True))
     model = load_model(cfg.ckpt)
     data = data_config(OmegaConf.to_container(cfg.data, resolve=True) if _data_given() else None, model)
@@ -76,6 +78,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         device=cfg.device,
         amp=cfg.amp,
         channel_names=datamodule.channel_names,
+        postprocess=postprocess,
     )
     out_dir = Path(cfg.paths.run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -92,7 +95,6 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         if cfg.save_predictions
         else None
     )
-
     log.info("Evaluating %s on the %s split of %s", model.path, cfg.split, type(datamodule).__name__)
     scores, rows = score_split(
         predictor, datamodule, cfg.split, cfg.progress, on_image, target.decode, outputs
@@ -109,6 +111,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         "scores": prefixed,
         "tile": OmegaConf.to_container(cfg.tile, resolve=True),
         "tta": cfg.tta,
+        **describe_postprocess(postprocess),
         "decoding": target.decoding,
         **({"tuning": tuning.describe()} if tuning is not None else {}),
         "device": str(predictor.device),
@@ -135,9 +138,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
 
 
 def check_before_start(job: DictConfig) -> None:
-    """A cellseg checkpoint, its decoding settings and a known split, before Hydra creates the
-    evaluation folder."""
+    """A known split, the post-processing (and its package), a cellseg checkpoint and its decoding
+    settings, before Hydra creates the evaluation folder."""
     check_split(job.split)
+    postprocess_request(job, tune=bool(job.tune))
     check_decoding_request(job, read_checkpoint(job.ckpt), tune=bool(job.tune))
 
 

@@ -10,6 +10,8 @@ file (a stack in, a multi-page TIFF out), with ``predict.json`` listing what was
 ``measure=true`` adds ``output/measurements/<file>.csv`` (a row per cell: area, perimeter, centroid,
 shape, intensities per channel; in micrometres too with ``pixel_size``), ``output/summary.csv`` (cell
 count and areas per image) and ``output/overlays/<image>.png`` (each cell's outline on the image).
+``postprocess=crf`` refines each image's class probabilities with a dense CRF (``crf.*``; the optional
+``crf`` extra) before masks and instances are made.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from cellseg.inference.predictor import Predictor
 from cellseg.inference.results import OutputOptions, check_pixel_size, predict_files
 from cellseg.inference.tiling import TileSettings
 from cellseg.inference.writers import check_output_folder
+from cellseg.postprocess import postprocess_request
 from cellseg.utils.io import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,8 @@ def _settings(cfg: DictConfig) -> dict[str, Any]:
         "pixel_size",
         "tile",
         "tta",
+        "postprocess",
+        "crf",
         "device",
         "amp",
     )
@@ -68,7 +73,13 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     tiles = TileSettings(**OmegaConf.to_container(cfg.tile, resolve=True))
     names = OmegaConf.to_container(cfg.channel_names) if cfg.channel_names else None
     predictor = Predictor.from_checkpoint(
-        cfg.ckpt, tiles=tiles, tta=cfg.tta, device=cfg.device, amp=cfg.amp, channel_names=names
+        cfg.ckpt,
+        tiles=tiles,
+        tta=cfg.tta,
+        device=cfg.device,
+        amp=cfg.amp,
+        channel_names=names,
+        postprocess=postprocess_request(cfg),
     )
     options = OutputOptions.checked(
         _list_or_str(cfg.save),
@@ -84,7 +95,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
     files = expand_inputs(_list_or_str(cfg.input))
     output = check_output_folder(cfg.output, cfg.overwrite, ignore=HYDRA_FILES)
     log.info(
-        "Predicting %d file(s) with %s on %s (tiles %d px, overlap %.2f, %s blending, TTA %s)",
+        "Predicting %d file(s) with %s on %s (tiles %d px, overlap %.2f, %s blending, TTA %s, %s)",
         len(files),
         predictor.model.path,
         predictor.device,
@@ -92,6 +103,7 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         tiles.overlap,
         tiles.blend,
         cfg.tta,
+        f"postprocess {cfg.postprocess}",
     )
     entries = predict_files(predictor, files, output, options, cfg.pages, cfg.progress, target.decode)
     manifest = {
@@ -112,8 +124,9 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
 
 
 def check_before_start(job: DictConfig) -> None:
-    """The checks that need no model: a cellseg checkpoint and its decoding settings, existing inputs, a
-    pixel size, a free output folder."""
+    """The checks that need no model: the post-processing (and its package), a cellseg checkpoint and its
+    decoding settings, existing inputs, a pixel size, a free output folder."""
+    postprocess_request(job)
     check_decoding_request(job, read_checkpoint(job.ckpt))
     expand_inputs(_list_or_str(job.input))
     check_pixel_size(job.pixel_size)

@@ -14,6 +14,7 @@ from cellseg.inference.inputs import InputPipeline
 from cellseg.inference.tiling import TileSettings, count_tiles, predict_tiled
 from cellseg.inference.tta import transforms, with_tta
 from cellseg.models.padding import input_multiple
+from cellseg.postprocess import CrfSettings, crf_reference, dense_crf
 
 
 def resolve_device(name: str) -> torch.device:
@@ -32,6 +33,8 @@ class Predictor:
     AMP (bf16 where the GPU supports it, else fp16) is used on CUDA only; probabilities are always
     accumulated in float32. ``channel_names`` names the planes of the images to predict when they
     differ from the training images' (see :class:`~cellseg.inference.inputs.InputPipeline`).
+    ``postprocess`` (``postprocess=crf``) refines the class probabilities of each whole image with a
+    dense CRF, once, after the tiles are blended and the TTA passes averaged; regression maps are kept.
     """
 
     def __init__(
@@ -42,6 +45,7 @@ class Predictor:
         device: str | torch.device = "auto",
         amp: bool = True,
         channel_names: Sequence[str] | None = None,
+        postprocess: CrfSettings | None = None,
     ) -> None:
         self.passes = len(transforms(tta))  # network passes per tile; an unknown mode fails here
         self.model = model
@@ -55,6 +59,7 @@ class Predictor:
         self.inputs = InputPipeline.from_pipeline(model.pipeline, channel_names)
         self.multiple = input_multiple(model.net)
         self.layout = model.layout
+        self.postprocess = postprocess
         self._predict_batch = with_tta(self._activated, tta, vectors=self.layout.vector_pairs)
 
     @classmethod
@@ -94,9 +99,13 @@ class Predictor:
         self, model_input: np.ndarray, progress: Callable[[int], None] | None = None
     ) -> np.ndarray:
         """Like :meth:`outputs` for an image that is already model input (C_in, H, W) float32."""
-        return predict_tiled(
+        outputs = predict_tiled(
             self._predict_batch, model_input, self.tiles, self.device, progress, self.multiple
         )
+        if self.postprocess is not None:  # the CRF sees the whole image, with the model input as reference
+            classes = self.layout.num_classes
+            outputs[:classes] = dense_crf(outputs[:classes], crf_reference(model_input), self.postprocess)
+        return outputs
 
     def probabilities(self, source: np.ndarray, progress: Callable[[int], None] | None = None) -> np.ndarray:
         """(K, H, W) float32 class probabilities of a source image (C, H, W) with the checkpoint's channels."""
