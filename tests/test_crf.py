@@ -17,7 +17,6 @@ from cellseg.config import check_command_line, config_dir
 from cellseg.data.pipeline.targets import DistanceTarget
 from cellseg.errors import ConfigError
 from cellseg.inference import predictor as predictor_module
-from cellseg.inference.checkpoint import load_model
 from cellseg.inference.predictor import Predictor
 from cellseg.inference.tiling import TileSettings
 from cellseg.metrics.instances import instance_scores
@@ -30,8 +29,8 @@ from cellseg.postprocess import (
     postprocess_settings,
 )
 from tests.fixtures import write_isbi
-from tests.inference_helpers import write_checkpoint
-from tests.test_instance_targets import PassThrough, perfect_outputs, touching_cells
+from tests.inference_helpers import pass_through_model, write_checkpoint
+from tests.test_instance_targets import perfect_outputs, touching_cells
 
 
 def _step_edge(height: int = 48, width: int = 96, edge: int = 48) -> tuple[np.ndarray, np.ndarray]:
@@ -173,16 +172,7 @@ def _distance_predictor(tmp_path: Path, **kwargs) -> tuple[Predictor, np.ndarray
     cell = np.clip(outputs[1] * 0.6 + 0.2 + rng.normal(0.0, 0.1, instances.shape), 0.01, 0.99)
     logits = np.log(np.stack([1.0 - cell, cell]))  # softmax(log p) = p
     model_input = np.concatenate([logits, outputs[2:]]).astype(np.float32)
-    names = list(target.outputs.channel_names)
-    ckpt = write_checkpoint(
-        tmp_path / "ckpt.ckpt",
-        channel_names=names,
-        specs=names,
-        target=target.describe(),
-        regression_names=target.regression_names,
-    )
-    model = load_model(ckpt)
-    model.net = PassThrough()
+    model = pass_through_model(target, tmp_path)
     return (
         Predictor(model, TileSettings(size=48, overlap=0.25), device="cpu", **kwargs),
         model_input,

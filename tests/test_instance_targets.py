@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from cellseg.build import build_datamodule
 from cellseg.data.pipeline.targets import DistanceTarget, FlowTarget, normalised_distance
@@ -22,7 +21,7 @@ from cellseg.instances.tuning import store_decoding, tune_decoding
 from cellseg.losses import CompositeLoss, MSELoss, SmoothL1Loss
 from cellseg.metrics.instances import instance_scores
 from tests.conftest import FAST, compose_config
-from tests.inference_helpers import write_checkpoint
+from tests.inference_helpers import PassThrough, pass_through_model, write_checkpoint
 
 
 def touching_cells(size: int = 64) -> np.ndarray:
@@ -146,13 +145,6 @@ def test_test_time_augmentation_maps_flow_vectors_back_as_vectors():
     assert not torch.allclose(with_tta(perfect_flow_network, "flips")(tiles), plain, atol=1e-2)
 
 
-class PassThrough(nn.Module):
-    """A 'network' whose output is its input: the test image holds the outputs it should predict."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.clone()
-
-
 @pytest.mark.parametrize("target", [DistanceTarget(), FlowTarget()], ids=["distance", "flows"])
 def test_a_cell_across_tile_borders_stays_one_cell(tmp_path, target):
     size = 96
@@ -163,16 +155,7 @@ def test_a_cell_across_tile_borders_stays_one_cell(tmp_path, target):
     outputs = perfect_outputs(target, instances)
     logits = np.log(np.clip(outputs[:2], 1e-4, 1.0))  # softmax(log p) = p
     model_input = np.concatenate([logits, outputs[2:]]).astype(np.float32)
-    names = list(target.outputs.channel_names)
-    ckpt = write_checkpoint(
-        tmp_path / "ckpt.ckpt",
-        channel_names=names,
-        specs=names,
-        target=target.describe(),
-        regression_names=target.regression_names,
-    )
-    model = load_model(ckpt)
-    model.net = PassThrough()
+    model = pass_through_model(target, tmp_path)
     predictor = Predictor(model, TileSettings(size=48, overlap=0.25), device="cpu")
     assert predictor.tiles_for(size, size) > 4
     predicted = predictor.outputs_of_input(model_input)

@@ -3,10 +3,7 @@ really feeds the model; bad requests fail in one line before any work."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,6 +25,7 @@ from cellseg.visualisation.figures import HEADER
 from cellseg.visualisation.filters import scaled_filters
 from cellseg.visualisation.request import TARGETS, with_target_key
 from cellseg.visualisation.samples import training_view
+from tests.conftest import run_cli
 
 #: A small synthetic data set: 64 px images, 32 px training crops.
 SMALL_DATA = [
@@ -45,18 +43,6 @@ def show_config(args: Sequence[str]) -> DictConfig:
     """The composed config of ``python -m cellseg.show <args>`` (the target word included)."""
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return compose(config_name="show", overrides=with_target_key(args))
-
-
-def run_show(args: Sequence[str], cwd: Path) -> subprocess.CompletedProcess:
-    """``python -m cellseg.show`` as a user runs it, from ``cwd``."""
-    return subprocess.run(
-        [sys.executable, "-m", "cellseg.show", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
 
 
 def png(path: Path) -> np.ndarray:
@@ -203,7 +189,7 @@ def test_an_unknown_target_lists_the_valid_ones(tmp_path):
         ),
     ):
         with_target_key(["data=synthetic", "augmnt"])
-    result = run_show(["filtres"], cwd=tmp_path)
+    result = run_cli(["filtres"], tmp_path, timeout=300, command="cellseg.show")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "cellseg: error: Unknown show target 'filtres'. Valid targets: augment, data, filters, activations. "
@@ -239,7 +225,9 @@ def test_an_existing_output_is_refused_unless_overwrite(tmp_path):
     with pytest.raises(RunExistsError) as refused:
         show(show_config(["data", *SMALL_DATA, f"output={output}"]))
     assert str(refused.value) == message
-    result = run_show(["data", f"output={output}"], cwd=tmp_path)  # refused by the early check
+    result = run_cli(
+        ["data", f"output={output}"], tmp_path, timeout=300, command="cellseg.show"
+    )  # refused by the early check
     assert result.returncode == 2 and result.stderr.strip() == f"cellseg: error: {message}"
     assert output.read_bytes() == b"not a figure"
 
