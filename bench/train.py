@@ -52,20 +52,22 @@ def compose_config(overrides: list[str], run_dir: Path | None = None) -> DictCon
 class StepTimer(pl.Callback):
     """Wall time of the training steps after ``warmup``, and the share of it spent waiting for data."""
 
-    def __init__(self, warmup: int, device: str) -> None:
-        self.warmup, self.device = warmup, device
+    def __init__(self, warmup: int, device: str, last: int | None = None) -> None:
+        """``last``: the index of the final step; the device is synchronised only at the first timed
+        step and after it (a sync per step would cost cellseg time the plain loop does not pay)."""
+        self.warmup, self.device, self.last = warmup, device, last
         self.started = self.ended = self.last_end = None
         self.waiting, self.steps = 0.0, 0
 
-    def _now(self) -> float:
-        if self.device == "cuda":
+    def _now(self, sync: bool = False) -> float:
+        if sync and self.device == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter()
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
         if trainer.global_step < self.warmup:
             return
-        now = self._now()
+        now = self._now(sync=self.started is None)
         if self.started is None:
             self.started = now
         elif self.last_end is not None:
@@ -74,7 +76,7 @@ class StepTimer(pl.Callback):
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         if self.started is None:
             return
-        self.last_end = self.ended = self._now()
+        self.last_end = self.ended = self._now(sync=trainer.global_step - 1 == self.last)
         self.steps += 1
 
     def result(self, batch: int) -> dict[str, float]:
@@ -125,7 +127,7 @@ def run_plain(args: argparse.Namespace, device: str, steps: int) -> dict[str, fl
     timer = StepTimer(0, device)
     for index, (image, mask) in enumerate(batches):
         if index == args.warmup:
-            timer.started = timer._now()
+            timer.started = timer._now(sync=True)
         optimizer.zero_grad(set_to_none=True)
         with autocast:
             loss = torch.nn.functional.cross_entropy(net(image), mask.long(), ignore_index=-100)
@@ -133,7 +135,7 @@ def run_plain(args: argparse.Namespace, device: str, steps: int) -> dict[str, fl
         optimizer.step()
         if index >= args.warmup:
             timer.steps += 1
-    timer.ended = timer._now()
+    timer.ended = timer._now(sync=True)
     return timer.result(args.batch)
 
 
@@ -141,7 +143,7 @@ def run_bare(args: argparse.Namespace, device: str, steps: int) -> dict[str, flo
     """cellseg's data module and module in a Trainer without callbacks, loggers or checkpoints."""
     cfg = compose_config(overrides(args, device, steps))
     datamodule, module = build_training(cfg)
-    timer = StepTimer(args.warmup, device)
+    timer = StepTimer(args.warmup, device, last=steps - 1)
     trainer = pl.Trainer(
         accelerator="gpu" if device == "cuda" else "cpu",
         devices=1,
@@ -162,7 +164,7 @@ def run_configured(args: argparse.Namespace, device: str, steps: int) -> dict[st
     """``cellseg.training.train`` itself, with a timer added to the callbacks it builds."""
     import cellseg.training as training
 
-    timer = StepTimer(args.warmup, device)
+    timer = StepTimer(args.warmup, device, last=steps - 1)
     built = training.build_callbacks
     with tempfile.TemporaryDirectory() as tmp:
         training.build_callbacks = lambda cfg: [*built(cfg), timer]

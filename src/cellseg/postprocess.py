@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from cellseg.data.pipeline.normalize import Normalization
 from cellseg.errors import ConfigError
 
 #: The values of ``postprocess``.
@@ -131,11 +132,8 @@ def describe_postprocess(settings: CrfSettings | None) -> dict[str, Any]:
 def crf_reference(model_input: np.ndarray) -> np.ndarray:
     """The bilateral kernel's reference (C, H, W) float32 on 0..255 of a model input (C, H, W): each
     channel's 1st..99th percentile stretched to 0..255 and clipped (a constant channel is 0)."""
-    data = model_input.astype(np.float32, copy=False)
-    low, high = np.percentile(data.reshape(data.shape[0], -1), REFERENCE_PERCENTILES, axis=1)
-    span = np.where(high > low, high - low, 1.0)[:, None, None]
-    stretched = (data - low[:, None, None]) / span
-    return (np.clip(stretched, 0.0, 1.0) * 255.0).astype(np.float32)
+    stretch = Normalization(method="percentile", low=REFERENCE_PERCENTILES[0], high=REFERENCE_PERCENTILES[1])
+    return np.stack([stretch(plane) * np.float32(255.0) for plane in model_input]).astype(np.float32)
 
 
 def bilateral_features(reference: np.ndarray, sxy: float, srgb: float) -> np.ndarray:

@@ -14,6 +14,7 @@ from scipy import ndimage as ndi
 
 from cellseg import __version__
 from cellseg.data.io import read_planes
+from cellseg.data.pipeline.normalize import Normalization
 from cellseg.errors import DataError
 from cellseg.inference.checkpoint import LoadedModel
 from cellseg.inference.inputs import InputPipeline, split_planes
@@ -86,9 +87,7 @@ def write_cover(path: Path, image: np.ndarray, prediction: np.ndarray) -> None:
     import matplotlib
     import matplotlib.image
 
-    plane = image[0].astype(np.float64)
-    low, high = np.percentile(plane, (1.0, 99.8))
-    gray = np.clip((plane - low) / max(high - low, 1e-12), 0.0, 1.0)
+    gray = Normalization()(image[0])  # the default percentile stretch, as training shows it
     foreground = np.clip(1.0 - prediction[0, 0], 0.0, 1.0)
     left = np.repeat(gray[..., None], 3, axis=2)
     right = matplotlib.colormaps["magma"](foreground)[..., :3]
