@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks of cellseg in one run (under 10 minutes on one H100-class GPU), for a machine with
-# CUDA torch and Lightning but no package index: the GPU tests, bench/train.py, bench/models.py and
-# bench/inference.py on CUDA. Logs and tables go to $OUT (the device tool's folder that comes back),
-# else outputs/gpu_check/.
+# CUDA torch and Lightning but no package index: the GPU tests, bench/train.py, bench/models.py,
+# bench/inference.py and bench/augment.py on CUDA. Logs and tables go to $OUT (the device tool's folder
+# that comes back), else outputs/gpu_check/.
 #
 #     bash bench/gpu_wheels.sh                       # here: the wheels that machine lacks, into .whl/
 #     bash bench/gpu_check.sh                        # there (device tool: carry .whl)
@@ -38,8 +38,9 @@ step() {  # step NAME SECONDS COMMAND...: run it with a limit, keep its log, rec
 
 step environment 60 "$PYTHON" -c "import torch, pytorch_lightning as pl, cellseg, albumentations, segmentation_models_pytorch as smp; \
 print(torch.__version__, pl.__version__, cellseg.__version__, torch.cuda.get_device_name(), torch.cuda.is_bf16_supported())"
-step gpu_tests 150 "$PYTHON" -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py tests/test_flows.py
+step gpu_tests 150 "$PYTHON" -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py tests/test_flows.py tests/test_batch_augment.py
 step train 150 "$PYTHON" bench/train.py --devices cuda --rounds 3 --steps 30 --warmup 5
 step models 150 "$PYTHON" bench/models.py --devices cuda --models unet unet_classic unetplusplus deeplabv3plus segformer --iters 10 --warmup 3
 step inference 120 "$PYTHON" bench/inference.py --device cuda --sizes 1024 4096 8192
+step augment 90 "$PYTHON" bench/augment.py --devices cpu cuda --size 512 --batch 8 --rounds 3
 cat "$out/summary.txt"

@@ -15,7 +15,7 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
   "${platforms[@]}" -d .whl \
   hydra-core==1.3.8 omegaconf==2.3.1 albumentations==2.0.8 albucore==0.0.24 \
   segmentation-models-pytorch==0.6.0 pydantic==2.12.5 pydantic-core==2.41.5 typing-inspection==0.4.5 \
-  annotated-types==0.8.0 stringzilla==5.3.2 simsimd==6.5.16 monai==1.6.1
+  annotated-types==0.8.0 stringzilla==5.3.2 simsimd==6.5.16 monai==1.6.1 kornia==0.9.0 kornia-rs==0.2.0
 # antlr4-python3-runtime 4.9.3 (what omegaconf 2.3 needs) is published as a source package only: pure
 # Python, so a wheel built here installs there.
 python3 -m pip wheel -q --no-deps -w .whl antlr4-python3-runtime==4.9.3

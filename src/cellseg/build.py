@@ -7,6 +7,7 @@ pipeline must add to each batch, and the LightningModule receives it ready-made.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pytorch_lightning as pl
@@ -59,6 +60,29 @@ def check_loss_fits_target(target: Target, criterion: nn.Module) -> None:
         )
 
 
+#: Where ``augmentation`` runs: in the loader workers (albumentations) or on the batch on its device.
+AUGMENTATION_DEVICES = ("cpu", "gpu")
+
+
+def build_augmentation(node: DictConfig | None, target: Target) -> Callable[..., dict] | None:
+    """The ``augmentation`` group: albumentations, per sample in the loader workers (``device: cpu``), or
+    the same transforms as a :class:`~cellseg.data.pipeline.batch_augment.BatchAugmentation` that the
+    LightningModule applies to each training batch on its device (``device: gpu``). Checked here, before
+    any data is read: the device, kornia's presence and that every transform has a batch version."""
+    if not node:
+        return None
+    settings = OmegaConf.to_container(node, resolve=True)
+    device = settings.pop("device", "cpu")
+    if device not in AUGMENTATION_DEVICES:
+        raise ConfigError(f"augmentation.device={device}: expected one of {', '.join(AUGMENTATION_DEVICES)}.")
+    pipeline = instantiate(settings)
+    if device == "cpu":
+        return pipeline
+    from cellseg.data.pipeline.batch_augment import BatchAugmentation
+
+    return BatchAugmentation.from_albumentations(pipeline, target.regression_names)
+
+
 def _datamodule(cfg: DictConfig, target: Target, criterion: nn.Module) -> SegmentationDataModule:
     """``data`` with its ``channels``, ``target`` and ``augmentation``, and the weight map the loss reads."""
     settings = weight_map_settings(criterion)
@@ -68,7 +92,7 @@ def _datamodule(cfg: DictConfig, target: Target, criterion: nn.Module) -> Segmen
     return make_datamodule(
         channels=instantiate(cfg.channels, _convert_="all"),
         target=target,
-        augmentation=instantiate(cfg.augmentation) if cfg.get("augmentation") else None,
+        augmentation=build_augmentation(cfg.get("augmentation"), target),
         weight_map=UNetWeightMap(**settings) if settings is not None else None,
     )
 
@@ -83,6 +107,7 @@ def build_training(cfg: DictConfig) -> tuple[SegmentationDataModule, Segmentatio
     classes from the target; both share the one loss."""
     target, criterion = _parts(cfg)
     datamodule = _datamodule(cfg, target, criterion)
+    augmentation = datamodule.augmentation  # augmentation.device=gpu: the training step applies it
     module = SegmentationModule(
         model=plain(cfg.model),
         loss=plain(cfg.loss),
@@ -97,6 +122,7 @@ def build_training(cfg: DictConfig) -> tuple[SegmentationDataModule, Segmentatio
         eval_metrics=list(datamodule.eval_metrics),
         criterion=criterion,
         compile=bool(cfg.get("compile", False)),
+        batch_augment=augmentation if getattr(augmentation, "on_batch", False) else None,
     )
     return datamodule, module
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
@@ -54,13 +54,18 @@ class SegmentationModule(pl.LightningModule):
         criterion: torch.nn.Module | None = None,
         regression_names: Sequence[str] = (),
         compile: bool = False,
+        batch_augment: Callable[[Mapping[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
     ) -> None:
         """``criterion`` is the loss already built from ``loss`` (training builds it once, see
         :mod:`cellseg.build`); without it (``load_from_checkpoint``) it is built from ``loss`` here.
-        ``compile`` runs the network through ``torch.compile`` (eager again, with a warning, if it fails)."""
+        ``compile`` runs the network through ``torch.compile`` (eager again, with a warning, if it fails).
+        ``batch_augment`` (``augmentation.device=gpu``) augments each training batch on its device, before
+        the network sees it; validation, test and prediction batches never. Like ``criterion`` it is not
+        a hyperparameter: a checkpoint needs no augmentation to predict."""
         super().__init__()
         # train.py logs a curated, flat set of hyperparameters instead of these.
-        self.save_hyperparameters(logger=False, ignore=["criterion"])
+        self.save_hyperparameters(logger=False, ignore=["criterion", "batch_augment"])
+        self.batch_augment = batch_augment
         self.layout = OutputLayout.of(class_names, regression_names)
         self.class_names = self.layout.class_names
         num_classes = self.layout.num_classes
@@ -119,6 +124,8 @@ class SegmentationModule(pl.LightningModule):
         return {"loss": loss, "preds": preds}
 
     def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        if self.batch_augment is not None:
+            batch = self.batch_augment(batch)
         out = self._step(batch, "train")
         self.log("train/loss_step", out["loss"].detach(), on_step=True, on_epoch=False, prog_bar=True)
         for name, value in (getattr(self.criterion, "last_terms", None) or {}).items():

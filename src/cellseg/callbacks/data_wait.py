@@ -56,5 +56,5 @@ class DataWait(pl.Callback):
             rank_zero_warn(
                 f"Training waited for data {self.share:.0%} of epoch {trainer.current_epoch}'s time "
                 f"(above {self.warn_above:.0%}): raise data.num_workers (auto uses every usable core), "
-                "or move augmentation off the loader."
+                "or augment on the GPU (augmentation.device=gpu)."
             )

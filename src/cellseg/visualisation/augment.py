@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from cellseg.data.sources.base import SegmentationDataModule
 from cellseg.instances.overlay import PERCENTILES, outline_overlay
 from cellseg.visualisation.figures import image_axes, panel_figure, show_image
-from cellseg.visualisation.samples import pick_images, training_view, whole_view
+from cellseg.visualisation.samples import pick_images, training_sample, training_view, whole_view
 
 
 def display_range(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -76,7 +76,7 @@ def augment_figure(
         )
         for epoch in range(copies):
             drawn.set_epoch(epoch)
-            copy = drawn[index]
+            copy = training_sample(drawn, index)
             picture = with_outlines(grey(copy["image"].numpy(), low, high), copy["instances"].numpy())
             show_image(
                 axes[row, epoch + 1], picture, f"epoch {epoch}\n{'x'.join(map(str, copy['image'].shape[1:]))}"

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
+from torch.utils.data import default_collate
 
 from cellseg.data.pipeline.dataset import SegmentationDataset
 from cellseg.data.sources.base import SegmentationDataModule
@@ -42,6 +44,18 @@ def training_view(datamodule: SegmentationDataModule, split: str, seed: int) -> 
         training=True,
         seed=seed,
     )
+
+
+def training_sample(dataset: SegmentationDataset, index: int) -> dict[str, torch.Tensor]:
+    """Sample ``index`` of a :func:`training_view` as the network gets it: with ``augmentation.device=gpu``
+    its augmentation is applied here, as the training step applies it (a sample's draws do not depend on
+    the batch it is in), on the GPU when there is one, whose elastic noise a GPU run draws."""
+    item = dataset[index]
+    if not dataset.augments_on_batch:
+        return item
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    batch = {key: value.to(device) for key, value in default_collate([item]).items()}
+    return {key: value[0].cpu() for key, value in dataset.augment(batch).items()}
 
 
 def whole_view(datamodule: SegmentationDataModule, split: str) -> SegmentationDataset:

@@ -1,4 +1,9 @@
-"""The per-sample pipeline shared by every data set: channels -> target -> crop -> augmentation."""
+"""The per-sample pipeline shared by every data set: channels -> target -> crop -> augmentation.
+
+With ``augmentation.device=gpu`` the augmentation is a
+:class:`~cellseg.data.pipeline.batch_augment.BatchAugmentation`: samples stop after the crop and carry
+the seed of their augmentation, which the LightningModule applies to the batch on its device.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,9 @@ from cellseg.data.pipeline.channels import BoundChannels
 from cellseg.data.pipeline.normalize import Normalization
 from cellseg.data.pipeline.targets import Target
 from cellseg.errors import ConfigError
+
+#: The key of a sample's augmentation seed, for an augmentation applied to the batch later.
+AUGMENT_SEED = "augment_seed"
 
 
 @dataclass
@@ -60,7 +68,8 @@ class SegmentationDataset(Dataset):
     order, so a run resumed at epoch k draws exactly what the uninterrupted run drew. ``seed`` defaults
     to ``torch.initial_seed()`` (the run's seed after ``seed_everything``); the epoch is set by
     :meth:`set_epoch` and shared with worker processes; albumentations is re-seeded from the same
-    generator because it otherwise seeds from the OS.
+    generator because it otherwise seeds from the OS. A batch augmentation (``augmentation.device=gpu``)
+    takes its seed from the same draw, so such samples are cropped exactly as on the CPU path.
     """
 
     def __init__(
@@ -84,6 +93,9 @@ class SegmentationDataset(Dataset):
         self.target = target
         self.normalization = normalization
         self.augment = augment
+        # A batch augmentation (augmentation.device=gpu) says so; its module is not imported here: it
+        # would load albumentations (0.6 s) into every user of the data set, evaluate included.
+        self.augments_on_batch = bool(getattr(augment, "on_batch", False))
         self.crop_size = crop_size
         self.training = training
         # Few large images (a microscope field, an EM slice): several random crops of each per epoch.
@@ -140,15 +152,20 @@ class SegmentationDataset(Dataset):
         """The epoch whose random draws the next samples take."""
         self.epoch.fill_(int(epoch))
 
-    def _generator(self, index: int) -> np.random.Generator:
-        """Sample ``index``'s generator in the current epoch; albumentations is seeded from it."""
+    def _generator(self, index: int) -> tuple[np.random.Generator, int | None]:
+        """Sample ``index``'s generator in the current epoch and its augmentation's seed, drawn from it
+        first (None without a seeded augmentation): albumentations is seeded with it here, a batch
+        augmentation gets it with the sample."""
         rng = np.random.default_rng([self.seed % 2**63, int(self.epoch), index])
-        if self.augment is not None and hasattr(self.augment, "set_random_seed"):
-            self.augment.set_random_seed(int(rng.integers(2**32)))
-        return rng
+        if self.augment is None or not (self.augments_on_batch or hasattr(self.augment, "set_random_seed")):
+            return rng, None
+        seed = int(rng.integers(2**32))
+        if not self.augments_on_batch:
+            self.augment.set_random_seed(seed)
+        return rng, seed
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        rng = self._generator(index)
+        rng, augment_seed = self._generator(index)
         index %= len(self.samples)
         image = self.channels.apply(
             self.samples.images[index], self.normalization, rng, training=self.training
@@ -158,7 +175,7 @@ class SegmentationDataset(Dataset):
             labels.append(self.weights(index))
         if self.crop_size is not None:
             image, *labels = random_crop([image, *labels], self.crop_size, rng)
-        if self.augment is not None:
+        if self.augment is not None and not self.augments_on_batch:
             out = self.augment(
                 image=np.ascontiguousarray(image.transpose(1, 2, 0)),
                 masks=[label.astype(np.float32) for label in labels],
@@ -170,13 +187,17 @@ class SegmentationDataset(Dataset):
             "instances": torch.from_numpy(np.ascontiguousarray(np.rint(labels[1]), dtype=np.int64)),
             "index": torch.tensor(index),
         }
+        if self.augments_on_batch:
+            item[AUGMENT_SEED] = torch.tensor(augment_seed)
         if self.weight_map is not None:
             item["weight_map"] = torch.from_numpy(np.ascontiguousarray(labels[2], dtype=np.float32))
         if self.target.regression_names:
             # From the instances as the sample finally is (cropped, augmented), so the maps are right
             # under any geometric transform: a rotated image gets rotated flow vectors, a cut cell the
-            # distances of its visible part.
-            transformed = self.crop_size is not None or self.augment is not None
+            # distances of its visible part. A batch augmentation moves them itself (see batch_augment).
+            transformed = self.crop_size is not None or (
+                self.augment is not None and not self.augments_on_batch
+            )
             maps = (
                 self.target.regression(item["instances"].numpy()) if transformed else self.regression(index)
             )
