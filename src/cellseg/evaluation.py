@@ -23,7 +23,7 @@ from cellseg.errors import ConfigError
 from cellseg.inference.checkpoint import LoadedModel
 from cellseg.inference.decode import default_mask_values
 from cellseg.inference.predictor import Predictor
-from cellseg.inference.results import Decoder, ImageResult, OutputOptions, write_results
+from cellseg.inference.results import Decoder, FileResults, OutputOptions
 from cellseg.outputs import OutputLayout
 from cellseg.stage_metrics import StageMetrics
 
@@ -187,7 +187,7 @@ def prediction_writer(
     def write(name: str, outputs: np.ndarray) -> None:
         # Sample names such as "train-volume.tif[25]" become file names such as "train-volume_tif_25".
         stem = re.sub(r"[^\w-]+", "_", name).strip("_")
-        result = ImageResult.of(outputs, options, layout, decode)
-        write_results(folder, stem, [result], class_names, options)
+        with FileResults(folder, stem, options, class_names, 1, *outputs.shape[-2:]) as results:
+            results.add_outputs(0, outputs, layout, decode)
 
     return write

@@ -31,6 +31,7 @@ from cellseg.inference.checkpoint import read_checkpoint
 from cellseg.inference.inputs import expand_inputs
 from cellseg.inference.predictor import Predictor
 from cellseg.inference.results import OutputOptions, check_pixel_size, predict_files
+from cellseg.inference.sources import check_sample_pixels
 from cellseg.inference.tiling import TileSettings
 from cellseg.inference.writers import check_output_folder
 from cellseg.postprocess import postprocess_request
@@ -57,6 +58,7 @@ def _settings(cfg: DictConfig) -> dict[str, Any]:
         "measure",
         "pixel_size",
         "tile",
+        "normalization_pixels",
         "tta",
         "postprocess",
         "crf",
@@ -105,7 +107,16 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         cfg.tta,
         f"postprocess {cfg.postprocess}",
     )
-    entries = predict_files(predictor, files, output, options, cfg.pages, cfg.progress, target.decode)
+    entries = predict_files(
+        predictor,
+        files,
+        output,
+        options,
+        cfg.pages,
+        cfg.progress,
+        target.decode,
+        check_sample_pixels(cfg.normalization_pixels),
+    )
     manifest = {
         "checkpoint": str(predictor.model.path),
         "class_names": list(predictor.class_names),
@@ -130,6 +141,7 @@ def check_before_start(job: DictConfig) -> None:
     check_decoding_request(job, read_checkpoint(job.ckpt))
     expand_inputs(_list_or_str(job.input))
     check_pixel_size(job.pixel_size)
+    check_sample_pixels(job.normalization_pixels)
     check_output_folder(job.output, job.overwrite)
 
 

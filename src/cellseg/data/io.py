@@ -1,7 +1,9 @@
 """Decoding microscope image files into arrays (P, H, W) in their native dtype.
 
-``P`` is every plane of the file: the pages of a multi-page TIFF, its channels, or the colour
-channels of a PNG/JPG (red, green, blue, then alpha where the file has one; 8 or 16 bit as stored).
+``P`` is every plane of the file: the pages of a multi-page TIFF, its channels, the colour
+channels of a PNG/JPG (red, green, blue, then alpha where the file has one; 8 or 16 bit as stored), or
+every (t, c, z) plane of an OME-Zarr image's full resolution (a ``.zarr`` folder; the optional ``zarr``
+extra).
 Whether planes are channels of one image or separate images (slices of a stack) is for the caller to
 decide.
 """
@@ -9,12 +11,15 @@ decide.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from cellseg.errors import DataError
 
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg")
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".zarr")
+#: Images stored as a folder (OME-Zarr, or a plain zarr array) rather than a file.
+FOLDER_SUFFIXES = (".zarr",)
 #: Formats whose planes are colours (gray or RGB, then alpha where present), not free channels.
 COLOUR_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -32,10 +37,54 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, str]:
         return series.asarray(), series.axes
 
 
-def _planes_first(array: np.ndarray, axes: str) -> np.ndarray:
+def is_image_path(path: Path) -> bool:
+    """An image file, or a folder that is one image (``.zarr``)."""
+    if path.suffix.lower() in FOLDER_SUFFIXES:
+        return path.is_dir()
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def open_zarr(path: Path) -> tuple[Any, str]:
+    """The full-resolution array of an OME-Zarr image (NGFF 0.4 or 0.5) or a plain zarr array, with one
+    axis letter per dimension (``TCZYX`` as the metadata names them; a plain array's last two are YX)."""
+    try:
+        import zarr
+    except ImportError as error:
+        raise DataError(
+            f'{path}: reading zarr images needs the zarr package: pip install "cellseg[zarr]".'
+        ) from error
+    node = zarr.open(str(path), mode="r")
+    if not hasattr(node, "attrs") or hasattr(node, "shape"):
+        return node, "Q" * (node.ndim - 2) + "YX"
+    attrs = dict(node.attrs)
+    multiscales = attrs.get("ome", attrs).get("multiscales")
+    if not multiscales:
+        raise DataError(f"{path}: a zarr group without OME-Zarr 'multiscales' metadata; give an image array.")
+    scale = multiscales[0]
+    array = node[scale["datasets"][0]["path"]]
+    names = [a["name"] if isinstance(a, dict) else str(a) for a in scale.get("axes", [])]
+    axes = (
+        "".join(n.upper()[:1] for n in names) if len(names) == array.ndim else "Q" * (array.ndim - 2) + "YX"
+    )
+    if "Y" not in axes or "X" not in axes:
+        raise DataError(f"{path}: its axes {names} name no y and x; cellseg reads 2-D images.")
+    return array, axes
+
+
+def plane_axes(axes: str, channels_inner: bool = False) -> list[int]:
+    """The axes (indices) other than Y and X, in the order that numbers the planes: the file's order,
+    with the channel axis moved innermost for ``channels_inner`` (OME-Zarr stores TCZYX, so that a
+    stack's consecutive planes are the channels of one z-slice, as in an ImageJ TZCYX TIFF)."""
+    outer = [i for i, a in enumerate(axes) if a not in "YX"]
+    if channels_inner and "C" in axes:
+        outer = [i for i in outer if axes[i] != "C"] + [axes.index("C")]
+    return outer
+
+
+def _planes_first(array: np.ndarray, axes: str, channels_inner: bool = False) -> np.ndarray:
     """(H, W) last, every other axis (pages, channels, samples) flattened in front."""
     if "Y" in axes and "X" in axes and len(axes) == array.ndim:
-        order = [i for i, a in enumerate(axes) if a not in "YX"] + [axes.index("Y"), axes.index("X")]
+        order = [*plane_axes(axes, channels_inner), axes.index("Y"), axes.index("X")]
         array = np.transpose(array, order)
     if array.ndim == 2:
         return array[None]
@@ -45,7 +94,7 @@ def _planes_first(array: np.ndarray, axes: str) -> np.ndarray:
 def image_stem(path: Path) -> str:
     """A file's name without its image suffix, ``.ome.tif`` / ``.ome.tiff`` included."""
     name = path.name
-    for suffix in (".ome.tiff", ".ome.tif"):
+    for suffix in (".ome.tiff", ".ome.tif", ".ome.zarr"):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return path.stem
@@ -55,10 +104,12 @@ def images_in_folder(folder: Path) -> list[Path]:
     """The image files of a folder (not its subfolders), sorted by name."""
     if not folder.is_dir():
         raise DataError(f"{folder}: folder not found.")
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if is_image_path(p))
 
 
 def _check_image_path(path: Path) -> None:
+    if path.suffix.lower() in FOLDER_SUFFIXES and path.is_dir():
+        return
     if not path.is_file():
         raise DataError(f"{path}: file not found.")
     if path.suffix.lower() not in IMAGE_SUFFIXES:
@@ -76,6 +127,10 @@ def probe_planes(path: str | Path) -> tuple[int, int, int]:
     path = Path(path)
     _check_image_path(path)
     try:
+        if path.suffix.lower() in FOLDER_SUFFIXES:
+            array, axes = open_zarr(path)
+            shape = tuple(array.shape)
+            return _plane_count(shape, axes), int(shape[axes.index("Y")]), int(shape[axes.index("X")])
         if path.suffix.lower() in (".tif", ".tiff"):
             import tifffile
 
@@ -95,6 +150,8 @@ def probe_planes(path: str | Path) -> tuple[int, int, int]:
             else:
                 bands = _MODE_PLANES.get(image.mode, 1)
             return bands, image.height, image.width
+    except DataError:
+        raise
     except Exception as error:
         raise DataError(f"{path}: cannot be read as an image ({type(error).__name__}: {error}).") from error
 
@@ -132,6 +189,9 @@ def read_planes(path: str | Path) -> np.ndarray:
     path = Path(path)
     _check_image_path(path)
     try:
+        if path.suffix.lower() in FOLDER_SUFFIXES:
+            array, axes = open_zarr(path)
+            return _planes_first(np.asarray(array[...]), axes, channels_inner=True)
         if path.suffix.lower() in (".tif", ".tiff"):
             array, axes = _read_tiff(path)
             return _planes_first(array, axes)

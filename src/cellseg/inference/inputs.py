@@ -5,7 +5,7 @@ source channels (``pages``):
 
 - ``channels``: the file is one image and its P planes are its channels (P must equal C);
 - ``images``: each group of C consecutive planes is one image (a stack of slices; P a multiple of C);
-- ``auto`` (default): one image when P == C; otherwise a TIFF whose P is a multiple of C is a stack
+- ``auto`` (default): one image when P == C; otherwise a TIFF or OME-Zarr whose P is a multiple of C is a stack
   (ISBI's 30-page volume for a 1-channel model). A PNG/JPG is always one image; a gray image saved as
   RGB (three equal colour planes) is read as one gray channel, and the alpha plane of an RGBA (or
   gray+alpha) file is left out for a model of three (one) channels.
@@ -21,13 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from cellseg.data.io import COLOUR_SUFFIXES, IMAGE_SUFFIXES, images_in_folder, probe_planes
+from cellseg.data.io import COLOUR_SUFFIXES, IMAGE_SUFFIXES, images_in_folder, is_image_path, probe_planes
 from cellseg.data.pipeline.channels import BoundChannels, ChannelStrategy
 from cellseg.data.pipeline.normalize import Normalization
 from cellseg.errors import ConfigError, DataError
 
 PAGE_MODES = ("auto", "channels", "images")
-_TIFF = (".tif", ".tiff")
+#: Formats whose planes may be a stack of images (TIFF pages, OME-Zarr z-slices and time points).
+_STACKS = (".tif", ".tiff", ".zarr")
 
 
 def expand_inputs(spec: str | Sequence[str]) -> list[Path]:
@@ -35,6 +36,8 @@ def expand_inputs(spec: str | Sequence[str]) -> list[Path]:
     if not isinstance(spec, str):
         return [path for item in spec for path in expand_inputs(str(item))]
     path = Path(spec).expanduser()
+    if is_image_path(path):  # a file, or an image stored as a folder (.zarr)
+        return [path]
     if path.is_dir():
         files = images_in_folder(path)
         if not files:
@@ -43,8 +46,7 @@ def expand_inputs(spec: str | Sequence[str]) -> list[Path]:
     if path.is_file():
         return [path]
     if glob.has_magic(spec):
-        files = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
-        images = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
+        images = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if is_image_path(Path(p)))
         if not images:
             raise DataError(f"input pattern '{spec}' matches no image files ({', '.join(IMAGE_SUFFIXES)}).")
         return images
@@ -60,9 +62,9 @@ def images_in_file(num_planes: int, channels: int, pages: str, path: Path) -> in
     """How many images of ``channels`` planes the file holds; a DataError when its planes do not fit."""
     if pages not in PAGE_MODES:
         raise ConfigError(f"pages is '{pages}'; expected one of {', '.join(PAGE_MODES)}.")
-    is_tiff = path.suffix.lower() in _TIFF
-    one_image = pages == "channels" or (pages == "auto" and (num_planes == channels or not is_tiff))
-    gray_as_rgb = not is_tiff and channels == 1 and num_planes == 3
+    may_be_stack = path.suffix.lower() in _STACKS
+    one_image = pages == "channels" or (pages == "auto" and (num_planes == channels or not may_be_stack))
+    gray_as_rgb = not may_be_stack and channels == 1 and num_planes == 3
     if one_image and (num_planes == channels or gray_as_rgb or _has_extra_alpha(num_planes, channels, path)):
         return 1
     if not one_image and num_planes % channels == 0:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from cellseg.errors import ConfigError
+from cellseg.inference.blending import Block, blended_blocks
 from cellseg.inference.checkpoint import LoadedModel, load_model
 from cellseg.inference.inputs import InputPipeline
-from cellseg.inference.tiling import TileSettings, count_tiles, predict_tiled
+from cellseg.inference.sources import SourceImage
+from cellseg.inference.tiling import TileGrid, TileSettings, count_tiles, predict_tiled, tile_index
 from cellseg.inference.tta import transforms, with_tta
 from cellseg.models.padding import input_multiple
 from cellseg.postprocess import CrfSettings, crf_reference, dense_crf
@@ -104,6 +106,40 @@ class Predictor:
         )
         if self.postprocess is not None:  # the CRF sees the whole image, with the model input as reference
             classes = self.layout.num_classes
+            outputs[:classes] = dense_crf(outputs[:classes], crf_reference(model_input), self.postprocess)
+        return outputs
+
+    def blocks(self, source: SourceImage, progress: Callable[[int], None] | None = None) -> Iterator[Block]:
+        """The outputs (K + R planes) of a source image read a tile at a time, as final blocks top to
+        bottom (:func:`~cellseg.inference.blending.blended_blocks`): memory does not grow with the image.
+        Call ``source.measure()`` first to choose the sample (else the default one is used). The CRF
+        (``postprocess``) needs the whole image: see :meth:`outputs_of_source`."""
+        height, width = source.shape
+        grid = TileGrid.plan(height, width, self.tiles, self.multiple)
+        return blended_blocks(
+            self._predict_batch,
+            lambda top, left: source.region(tile_index(top, left, grid)),
+            grid,
+            self.tiles,
+            self.device,
+            progress,
+        )
+
+    def outputs_of_source(
+        self, source: SourceImage, progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        """Like :meth:`outputs` for a source image read a tile at a time: (K + R, H, W) float32 held whole,
+        refined by the CRF where one is configured (which reads the whole model input)."""
+        height, width = source.shape
+        outputs: np.ndarray | None = None
+        for block in self.blocks(source, progress):
+            if outputs is None:
+                outputs = np.empty((block.values.shape[0], height, width), dtype=np.float32)
+            outputs[:, block.rows, block.cols] = block.values
+        assert outputs is not None
+        if self.postprocess is not None:
+            classes = self.layout.num_classes
+            model_input = source.region((slice(0, height), slice(0, width))).numpy()
             outputs[:classes] = dense_crf(outputs[:classes], crf_reference(model_input), self.postprocess)
         return outputs
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,15 +16,17 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from cellseg.data.io import image_stem, read_planes
+from cellseg.data.io import image_stem
 from cellseg.errors import ConfigError, DataError
 from cellseg.inference.decode import class_map, encode_mask, foreground_probability, mask_values
-from cellseg.inference.inputs import check_inputs, split_planes
+from cellseg.inference.inputs import check_inputs
 from cellseg.inference.predictor import Predictor
-from cellseg.inference.writers import check_mask_format, instance_dtype, write_masks, write_png, write_tiff
+from cellseg.inference.sources import DEFAULT_SAMPLE_PIXELS, SourceImage, source_images
+from cellseg.inference.writers import StreamedTiff, check_mask_format, instance_dtype, write_png, write_tiff
 from cellseg.instances.measure import image_names, measure_cells, summarise, write_measurements, write_summary
 from cellseg.instances.overlay import outline_overlay
 from cellseg.outputs import OutputLayout
+from cellseg.utils.io import atomic_path
 
 SAVE_KINDS = ("mask", "probability", "instances")
 PROBABILITY_MODES = ("foreground", "all")
@@ -114,63 +117,107 @@ def unique_stems(files: Sequence[Path]) -> list[str]:
 Decoder = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
 
 
-@dataclass
-class ImageResult:
-    """What is kept of one image's prediction: its class map, the probability map to save and, when
-    they are wanted, its instance labels (decoded by the target: components, watershed, flows)."""
+class FileResults:
+    """The result files of one input file, filled image by image and block by block.
 
-    classes: np.ndarray
-    probability: np.ndarray | None
-    instances: np.ndarray | None = None
+    Masks and probability maps are written block by block into TIFFs created up front, so an image's
+    results never need to be held whole (a single image's PNG mask is the exception: PNG is encoded
+    whole). Every file is written under a temporary name and renamed into place only when all of the
+    file's images are complete; a failure leaves no partial file behind. Use as a context manager.
+    """
 
-    @classmethod
-    def of(
-        cls, outputs: np.ndarray, options: OutputOptions, layout: OutputLayout, decode: Decoder
-    ) -> ImageResult:
-        """Drops the (K + R, H, W) outputs right away: a stack holds only what will be written."""
-        probabilities, regression = layout.split_array(outputs)
-        kept = None
+    def __init__(
+        self,
+        output: Path,
+        stem: str,
+        options: OutputOptions,
+        class_names: Sequence[str],
+        images: int,
+        height: int,
+        width: int,
+    ) -> None:
+        self.output, self.stem, self.options = output, stem, options
+        self.class_names = tuple(class_names)
+        self.images, self.height, self.width = images, height, width
+        self.instances: list[np.ndarray] = []
+        self._stack = ExitStack()
+        self._png_mask: np.ndarray | None = None
+        self._mask: StreamedTiff | None = None
+        self._probability: StreamedTiff | None = None
+        self.written: dict[str, str] = {}
+
+    def __enter__(self) -> FileResults:
+        options, stack = self.options, self._stack.__enter__()
+        page: tuple[int, ...] = (self.images,) if self.images > 1 else ()
+        if "mask" in options.save:
+            dtype = encode_mask(np.zeros(1, np.uint8), options.mask_values).dtype
+            if options.mask_format == "png" and self.images == 1:
+                self._png_mask = np.zeros((self.height, self.width), dtype)
+            else:
+                path = self.output / FOLDERS["mask"] / f"{self.stem}.tif"
+                self._mask = StreamedTiff(
+                    stack.enter_context(atomic_path(path)), (*page, self.height, self.width), dtype
+                )
+                self.written["mask"] = str(path)
         if "probability" in options.save:
-            kept = (
-                foreground_probability(probabilities)
-                if options.probability == "foreground"
-                else probabilities
+            names = ["foreground"] if options.probability == "foreground" else list(self.class_names)
+            classes: tuple[int, ...] = (len(names),) if options.probability == "all" else ()
+            path = self.output / FOLDERS["probability"] / f"{self.stem}.tif"
+            self._probability = StreamedTiff(
+                stack.enter_context(atomic_path(path)),
+                (*page, *classes, self.height, self.width),
+                np.float32,
+                f"classes: {', '.join(names)}",
             )
-        instances = decode(probabilities, regression) if options.needs_instances else None
-        return cls(class_map(probabilities), kept, instances)
+            self.written["probability"] = str(path)
+        return self
 
+    def add(self, image: int, rows: slice, cols: slice, probabilities: np.ndarray) -> None:
+        """Class probabilities (K, h, w) of image ``image``'s ``rows`` x ``cols``: their mask and map."""
+        page: tuple[int, ...] = (image,) if self.images > 1 else ()
+        if self._png_mask is not None:
+            self._png_mask[rows, cols] = encode_mask(class_map(probabilities), self.options.mask_values)
+        if self._mask is not None:
+            self._mask.write(
+                (*page, rows, cols), encode_mask(class_map(probabilities), self.options.mask_values)
+            )
+        if self._probability is not None:
+            if self.options.probability == "foreground":
+                self._probability.write((*page, rows, cols), foreground_probability(probabilities))
+            else:
+                self._probability.write((*page, slice(None), rows, cols), probabilities)
 
-def write_results(
-    output: Path,
-    stem: str,
-    results: Sequence[ImageResult],
-    class_names: Sequence[str],
-    options: OutputOptions,
-) -> dict[str, str]:
-    """Masks, probability maps and instance labels of one input file's images; returns the paths."""
-    written: dict[str, str] = {}
-    if "mask" in options.save:
-        masks = [encode_mask(r.classes, options.mask_values) for r in results]
-        written["mask"] = str(write_masks(output / FOLDERS["mask"] / stem, masks, options.mask_format))
-    if "probability" in options.save:
-        maps = [r.probability for r in results]
-        names = ["foreground"] if options.probability == "foreground" else list(class_names)
-        path = output / FOLDERS["probability"] / f"{stem}.tif"
-        pages = np.stack(maps) if len(maps) > 1 else maps[0]
-        written["probability"] = str(write_tiff(path, pages, f"classes: {', '.join(names)}"))
-    if "instances" in options.save:
-        labels = [r.instances for r in results if r.instances is not None]
-        labels = [lab.astype(instance_dtype(labels)) for lab in labels]
-        path = output / FOLDERS["instances"] / f"{stem}.tif"
-        written["instances"] = str(write_tiff(path, labels if len(labels) > 1 else labels[0]))
-    return written
+    def add_outputs(self, image: int, outputs: np.ndarray, layout: OutputLayout, decode: Decoder) -> None:
+        """A whole image's outputs (K + R, H, W): its mask and map, and its instances where wanted."""
+        probabilities, regression = layout.split_array(outputs)
+        self.add(image, slice(None), slice(None), probabilities)
+        if self.options.needs_instances:
+            self.instances.append(decode(probabilities, regression))
+
+    def _write_whole_files(self) -> None:
+        if self._png_mask is not None:
+            path = self.output / FOLDERS["mask"] / f"{self.stem}.png"
+            self.written["mask"] = str(write_png(path, self._png_mask))
+        if "instances" in self.options.save:
+            labels = [lab.astype(instance_dtype(self.instances)) for lab in self.instances]
+            path = self.output / FOLDERS["instances"] / f"{self.stem}.tif"
+            self.written["instances"] = str(write_tiff(path, labels if len(labels) > 1 else labels[0]))
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: Any) -> None:
+        if kind is None:
+            try:
+                self._write_whole_files()
+            except BaseException as failure:  # the streamed files are dropped too
+                self._stack.__exit__(type(failure), failure, failure.__traceback__)
+                raise
+        self._stack.__exit__(kind, error, trace)
 
 
 def write_measurements_of(
     output: Path,
     stem: str,
     images: Sequence[np.ndarray],
-    results: Sequence[ImageResult],
+    instances: Sequence[np.ndarray],
     channel_names: Sequence[str],
     pixel_size: float | None,
 ) -> tuple[dict[str, str], list[dict[str, Any]]]:
@@ -178,12 +225,11 @@ def write_measurements_of(
     image) of one input file; returns the paths written and the file's summary rows (one per image)."""
     names = image_names(stem, len(images))
     tables, summary = [], []
-    for name, image, result in zip(names, images, results, strict=True):
-        assert result.instances is not None
-        table = measure_cells(result.instances, image, channel_names, pixel_size)
+    for name, image, labels in zip(names, images, instances, strict=True):
+        table = measure_cells(labels, image, channel_names, pixel_size)
         tables.append((name, table))
         summary.append(summarise(name, table, pixel_size))
-        write_png(output / FOLDERS["overlays"] / f"{name}.png", outline_overlay(image, result.instances))
+        write_png(output / FOLDERS["overlays"] / f"{name}.png", outline_overlay(image, labels))
     path = write_measurements(output / FOLDERS["measurements"] / f"{stem}.csv", tables)
     return {"measurements": str(path), "overlays": str(output / FOLDERS["overlays"])}, summary
 
@@ -199,6 +245,27 @@ def _tile_bar(progress: bool, total: int, passes: int) -> tqdm:
     )
 
 
+def predict_image(
+    predictor: Predictor,
+    source: SourceImage,
+    index: int,
+    results: FileResults,
+    decode: Decoder,
+    progress: bool,
+) -> None:
+    """One image's results into ``results``: streamed block by block, or, where instances or the CRF
+    need the whole image, from its outputs held whole."""
+    height, width = source.shape
+    classes = predictor.layout.num_classes
+    with _tile_bar(progress, predictor.tiles_for(height, width), predictor.passes) as tiles:
+        if not results.options.needs_instances and predictor.postprocess is None:
+            for block in predictor.blocks(source, tiles.update):
+                results.add(index, block.rows, block.cols, block.values[:classes])
+            return
+        outputs = predictor.outputs_of_source(source, tiles.update)
+    results.add_outputs(index, outputs, predictor.layout, decode)
+
+
 def predict_files(
     predictor: Predictor,
     files: Sequence[Path],
@@ -207,10 +274,12 @@ def predict_files(
     pages: str = "auto",
     progress: bool = True,
     decode: Decoder | None = None,
+    sample_pixels: int = DEFAULT_SAMPLE_PIXELS,
 ) -> list[dict[str, Any]]:
     """Predict every image of every file and write its results; returns one manifest entry per file.
 
-    ``decode`` makes instance labels (default: the checkpoint's target with its decoding settings)."""
+    ``decode`` makes instance labels (default: the checkpoint's target with its decoding settings);
+    ``sample_pixels`` bounds the pixels per channel that normalisation ranges are measured on."""
     counts = check_inputs(files, len(predictor.channel_names), pages)
     summary: list[dict[str, Any]] = []
     stems = unique_stems(files)
@@ -221,27 +290,28 @@ def predict_files(
     ) as bar:
         for path, stem in zip(files, stems, strict=True):
             started = time.perf_counter()
-            images = split_planes(read_planes(path), len(predictor.channel_names), pages, path)
-            results = []
-            for image in images:
-                height, width = image.shape[-2:]
-                with _tile_bar(progress, predictor.tiles_for(height, width), predictor.passes) as tiles:
-                    outputs = predictor.outputs(image, tiles.update)
-                results.append(ImageResult.of(outputs, options, predictor.layout, decode))
-                bar.update(1)
-            written = write_results(output, stem, results, predictor.class_names, options)
+            sources = source_images(path, predictor.inputs, pages)
+            height, width = sources[0].shape
+            with FileResults(
+                output, stem, options, predictor.class_names, len(sources), height, width
+            ) as results:
+                for index, source in enumerate(sources):
+                    predict_image(predictor, source.measure(sample_pixels), index, results, decode, progress)
+                    bar.update(1)
+            written = results.written
             if options.measure:
+                images = [source.pixels() for source in sources]
                 paths, rows = write_measurements_of(
-                    output, stem, images, results, predictor.channel_names, options.pixel_size
+                    output, stem, images, results.instances, predictor.channel_names, options.pixel_size
                 )
                 written.update(paths)
                 summary.extend(rows)
             entries.append(
                 {
                     "input": str(path),
-                    "images": len(images),
-                    "height": int(images[0].shape[-2]),
-                    "width": int(images[0].shape[-1]),
+                    "images": len(sources),
+                    "height": int(height),
+                    "width": int(width),
                     "outputs": written,
                     "seconds": round(time.perf_counter() - started, 3),
                 }

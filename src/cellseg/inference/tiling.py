@@ -4,9 +4,9 @@ The image is mirror-padded at its borders (so border pixels see context, as in R
 ``padding=auto`` does so for class outputs only, see :meth:`TileSettings.for_outputs`),
 cut into overlapping tiles that are predicted in batches, and the tile outputs are blended back with a
 weight window: ``gaussian`` (σ = ``sigma_scale`` × tile size, as nnU-Net and MONAI) down-weights tile
-borders, where convolutions saw zero padding; ``constant`` averages the overlaps. Memory is set by the
-tile batch and the output accumulators (classes + 1 float32 planes of the image), never by
-whole-image activations.
+borders, where convolutions saw zero padding; ``constant`` averages the overlaps. This module places
+the tiles and cuts them; :mod:`cellseg.inference.blending` blends them block by block, so memory is set
+by the tile batch, not by the image (:func:`predict_tiled` gathers the blocks of an image held whole).
 """
 
 from __future__ import annotations
@@ -149,29 +149,39 @@ class TileGrid:
         return ((top, left) for top in self.rows for left in self.cols)
 
 
-def _source_index(start: int, length: int, size: int, reflect: bool) -> torch.Tensor:
+def _source_index(start: int, length: int, size: int, reflect: bool) -> np.ndarray:
     """Image rows (or columns) of a tile that starts at ``start`` (may be < 0 or run past ``size``)."""
-    index = torch.arange(start, start + length)
+    index = np.arange(start, start + length)
     if not reflect:
-        return index.clamp(0, size - 1)
-    index = index.abs()  # reflection about the first pixel, without repeating it (torch's "reflect")
-    return torch.where(index >= size, 2 * (size - 1) - index, index)
+        return index.clip(0, size - 1)
+    index = np.abs(index)  # reflection about the first pixel, without repeating it (torch's "reflect")
+    return np.where(index >= size, 2 * (size - 1) - index, index)
+
+
+#: Rows and columns of the image a tile reads: slices inside the image, index arrays where it is mirrored.
+TileIndex = tuple[slice | np.ndarray, slice | np.ndarray]
+
+
+def tile_index(top: int, left: int, grid: TileGrid) -> TileIndex:
+    """The image rows and columns of the tile at (``top``, ``left``) of the image mirror-padded by
+    ``grid.margin`` (and ``pad_end``); an image too small to reflect that far is replicated at its border."""
+    y0, x0 = top - grid.margin, left - grid.margin  # the tile in image coordinates
+    if y0 >= 0 and x0 >= 0 and y0 + grid.tile_h <= grid.height and x0 + grid.tile_w <= grid.width:
+        return slice(y0, y0 + grid.tile_h), slice(x0, x0 + grid.tile_w)
+    reflect = grid.margin + max(grid.pad_end) < min(grid.height, grid.width)
+    return (
+        _source_index(y0, grid.tile_h, grid.height, reflect),
+        _source_index(x0, grid.tile_w, grid.width, reflect),
+    )
 
 
 def cut_tile(image: torch.Tensor, top: int, left: int, grid: TileGrid) -> torch.Tensor:
-    """The tile at (``top``, ``left``) of the image mirror-padded by ``grid.margin`` (and ``pad_end``).
-
-    Only the tile is built, never a padded copy of the whole image. An image too small to reflect that
-    far is replicated at its border instead.
-    """
-    height, width = image.shape[-2:]
-    y0, x0 = top - grid.margin, left - grid.margin  # the tile in image coordinates
-    if y0 >= 0 and x0 >= 0 and y0 + grid.tile_h <= height and x0 + grid.tile_w <= width:
-        return image[:, y0 : y0 + grid.tile_h, x0 : x0 + grid.tile_w]
-    reflect = grid.margin + max(grid.pad_end) < min(height, width)
-    rows = _source_index(y0, grid.tile_h, height, reflect)
-    cols = _source_index(x0, grid.tile_w, width, reflect)
-    return image.index_select(-2, rows).index_select(-1, cols)
+    """The tile at (``top``, ``left``) of an image (C, H, W) held whole; only the tile is built, never a
+    padded copy of the whole image."""
+    rows, cols = tile_index(top, left, grid)
+    if isinstance(rows, slice) and isinstance(cols, slice):
+        return image[:, rows, cols]
+    return image.index_select(-2, torch.as_tensor(rows)).index_select(-1, torch.as_tensor(cols))
 
 
 def predict_tiled(
@@ -182,43 +192,27 @@ def predict_tiled(
     progress: Callable[[int], None] | None = None,
     multiple: int = 1,
 ) -> np.ndarray:
-    """Blended per-class probabilities (K, H, W) float32 of a model-ready image (C, H, W).
+    """Blended per-class probabilities (K, H, W) float32 of a model-ready image (C, H, W) held whole.
 
     ``multiple`` is the network's stride (:func:`cellseg.models.padding.input_multiple`);
-    ``progress`` is called with the number of tiles finished after each batch.
+    ``progress`` is called with the number of tiles finished after each batch. Images too large to
+    hold go through :func:`cellseg.inference.blending.blended_blocks` block by block instead.
     """
+    from cellseg.inference.blending import blended_blocks
+
     image = torch.as_tensor(image, dtype=torch.float32)
     if image.ndim != 3:
         raise ConfigError(f"Tiled prediction needs an image of shape (C, H, W), got {tuple(image.shape)}.")
-    height, width = image.shape[-2:]
-    grid = TileGrid.plan(height, width, settings, multiple)
-    window = blend_window(grid.tile_h, grid.tile_w, settings.blend, settings.sigma_scale)
-    weights = torch.zeros(height, width)
-    sums: torch.Tensor | None = None
-    positions = list(grid.positions())
-    for first in range(0, len(positions), settings.batch_size):
-        batch_positions = positions[first : first + settings.batch_size]
-        tiles = torch.stack([cut_tile(image, top, left, grid) for top, left in batch_positions])
-        with torch.inference_mode():
-            probs = predict_batch(tiles.to(device)).float().cpu()
-        if sums is None:
-            sums = torch.zeros(probs.shape[1], height, width)
-        for tile_probs, (top, left) in zip(probs, batch_positions, strict=True):
-            # The tile's overlap with the unpadded image, in image coordinates.
-            y0, x0 = max(top - grid.margin, 0), max(left - grid.margin, 0)
-            y1 = min(top + grid.tile_h - grid.margin, height)
-            x1 = min(left + grid.tile_w - grid.margin, width)
-            if y1 <= y0 or x1 <= x0:
-                continue  # a tile entirely in the mirrored margin
-            ty, tx = y0 - (top - grid.margin), x0 - (left - grid.margin)
-            tile_window = window[ty : ty + y1 - y0, tx : tx + x1 - x0]
-            sums[:, y0:y1, x0:x1] += tile_probs[:, ty : ty + y1 - y0, tx : tx + x1 - x0] * tile_window
-            weights[y0:y1, x0:x1] += tile_window
-        if progress is not None:
-            progress(len(batch_positions))
-    assert sums is not None
-    sums /= weights
-    return sums.numpy()
+    grid = TileGrid.plan(*image.shape[-2:], settings, multiple)
+    outputs: np.ndarray | None = None
+    for block in blended_blocks(
+        predict_batch, lambda top, left: cut_tile(image, top, left, grid), grid, settings, device, progress
+    ):
+        if outputs is None:
+            outputs = np.empty((block.values.shape[0], grid.height, grid.width), dtype=np.float32)
+        outputs[:, block.rows, block.cols] = block.values
+    assert outputs is not None
+    return outputs
 
 
 def count_tiles(height: int, width: int, settings: TileSettings, multiple: int = 1) -> int:

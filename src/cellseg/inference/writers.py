@@ -29,6 +29,32 @@ def write_tiff(path: Path, pages: Sequence[np.ndarray] | np.ndarray, description
     return path
 
 
+class StreamedTiff:
+    """A plain TIFF of known shape and dtype, created up front and filled region by region.
+
+    Uncompressed and contiguous (any reader opens it; BigTIFF when over 4 GB), so a region is a set of
+    byte ranges: the file is mapped only while a region is written, and what was written does not stay
+    in this process's memory. Write it at a temporary path (:func:`~cellseg.utils.io.atomic_path`).
+    """
+
+    def __init__(
+        self, path: Path, shape: tuple[int, ...], dtype: np.dtype | type, description: str | None = None
+    ) -> None:
+        import tifffile
+
+        mapped = tifffile.memmap(
+            path, shape=shape, dtype=dtype, photometric="minisblack", description=description
+        )
+        self.path, self.offset, self.shape, self.dtype = path, mapped.offset, mapped.shape, mapped.dtype
+        del mapped
+
+    def write(self, index: tuple[int | slice, ...], values: np.ndarray) -> None:
+        mapped = np.memmap(self.path, self.dtype, "r+", self.offset, self.shape)
+        mapped[index] = values
+        mapped.flush()
+        del mapped
+
+
 def write_png(path: Path, image: np.ndarray) -> Path:
     """A 2-D uint8 or uint16 array as a gray PNG."""
     from PIL import Image

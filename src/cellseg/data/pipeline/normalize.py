@@ -67,16 +67,30 @@ class Normalization:
     def __call__(self, channel: np.ndarray, index: int = 0) -> np.ndarray:
         """One 2-D plane (any dtype) of source channel ``index`` as float32."""
         data = channel.astype(np.float32, copy=False)
+        return self.scale(data, index, self.range_of(data))
+
+    def range_of(self, data: np.ndarray) -> tuple[float, float] | None:
+        """The intensities that map to 0 and 1 for this plane's pixels (or a sample of them), as float32
+        data; None for ``meanstd``, whose scale is the data set's, not the plane's."""
+        if self.method == "meanstd":
+            return None
+        if self.method == "percentile":
+            lo, hi = np.percentile(data, (self.low, self.high))
+            return float(lo), float(hi)
+        return float(data.min()), float(data.max())
+
+    def scale(self, data: np.ndarray, index: int, intensity_range: tuple[float, float] | None) -> np.ndarray:
+        """Float32 pixels of source channel ``index`` scaled with a range from :meth:`range_of` (measured on
+        the whole plane or a sample of it, so that tiles of one image are scaled alike)."""
+        data = data.astype(np.float32, copy=False)
         if self.method == "meanstd":
             if self.mean is None or self.std is None:
                 raise ConfigError(
                     "normalization.method=meanstd has no mean/std yet: give them or fit on data."
                 )
             return (data - np.float32(self.mean[index])) / np.float32(self.std[index])
-        if self.method == "percentile":
-            lo, hi = np.percentile(data, (self.low, self.high))
-        else:
-            lo, hi = float(data.min()), float(data.max())
+        assert intensity_range is not None
+        lo, hi = intensity_range
         span = float(hi - lo)
         if span <= 0.0:
             return np.zeros_like(data, dtype=np.float32)
