@@ -20,3 +20,8 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
 # Python, so a wheel built here installs there.
 python3 -m pip wheel -q --no-deps -w .whl antlr4-python3-runtime==4.9.3
 ls .whl
+# The ISBI 2012 training stack for experiment=isbi_fast (15 MB), into .gpu_data/ (git-ignored too).
+grep -qx '/.gpu_data/' .git/info/exclude || echo '/.gpu_data/' >> .git/info/exclude
+if [ -d ../shared/data/isbi2012 ]; then
+  mkdir -p .gpu_data/isbi2012 && cp ../shared/data/isbi2012/train-*.tif .gpu_data/isbi2012/
+fi
