@@ -48,3 +48,28 @@ def test_elastic_preset_and_overrides_are_validated():
         elastic(preset=7)
     with pytest.raises(ConfigError, match="needs alpha, sigma and alpha_affine"):
         elastic(preset=None, alpha=10)
+
+
+@pytest.mark.parametrize(
+    ("augmentation", "normalization"),
+    [("basic", "data.normalization.method=meanstd"), ("fastai", "+data.normalization.clip=false")],
+)
+def test_brightness_contrast_with_values_outside_0_1_is_refused_before_data_is_read(
+    augmentation, normalization
+):
+    """albumentations clips float images to [0, 1] in brightness/contrast: meanstd images would lose
+    every negative intensity, silently."""
+    from cellseg.build import build_training
+    from tests.conftest import compose_config
+
+    cfg = compose_config([f"augmentation={augmentation}", normalization])
+    with pytest.raises(ConfigError, match=r"RandomBrightnessContrast, which clips float images to \[0, 1\]"):
+        build_training(cfg)
+
+
+def test_brightness_contrast_clips_float_images_as_the_check_assumes():
+    import albumentations as A
+
+    image = np.linspace(-3, 3, 64, dtype=np.float32).reshape(8, 8, 1)
+    out = A.RandomBrightnessContrast(brightness_limit=0.1, contrast_limit=0.1, p=1.0)(image=image)["image"]
+    assert out.min() >= 0.0 and out.max() <= 1.0

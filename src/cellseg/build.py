@@ -64,7 +64,40 @@ def check_loss_fits_target(target: Target, criterion: nn.Module) -> None:
 AUGMENTATION_DEVICES = ("cpu", "gpu")
 
 
-def build_augmentation(node: DictConfig | None, target: Target) -> Callable[..., dict] | None:
+def _clipping_steps(pipeline: Any) -> list[str]:
+    """The steps of an albumentations pipeline that clip float images to [0, 1] when they fire."""
+    import albumentations as A
+
+    found = []
+    for step in getattr(pipeline, "transforms", []):
+        if isinstance(step, A.RandomBrightnessContrast) and step.p > 0:
+            found.append(type(step).__name__)
+        found.extend(_clipping_steps(step))
+    return found
+
+
+def check_augmentation_keeps_intensities(pipeline: Any, normalization: Any) -> None:
+    """albumentations' brightness/contrast clips float images to [0, 1]: with a normalisation whose values
+    reach outside it (``meanstd``, or ``clip: false``) every augmented image would lose its negative and
+    bright intensities, silently. Refused before any data is read."""
+    settings = dict(normalization or {})
+    method, clip = settings.get("method", "percentile"), settings.get("clip", True)
+    if method != "meanstd" and clip:
+        return
+    steps = _clipping_steps(pipeline)
+    if steps:
+        raise ConfigError(
+            f"augmentation has {', '.join(sorted(set(steps)))}, which clips float images to [0, 1], but "
+            f"data.normalization (method={method}, clip={clip}) gives values outside [0, 1]: half of the "
+            "training images would lose every intensity below 0 and above 1. Use "
+            "data.normalization.method=percentile or minmax with clip=true, or an augmentation without "
+            "brightness/contrast (augmentation=elastic or none, or fastai with p_lighting=0)."
+        )
+
+
+def build_augmentation(
+    node: DictConfig | None, target: Target, normalization: Any = None
+) -> Callable[..., dict] | None:
     """The ``augmentation`` group: albumentations, per sample in the loader workers (``device: cpu``), or
     the same transforms as a :class:`~cellseg.data.pipeline.batch_augment.BatchAugmentation` that the
     LightningModule applies to each training batch on its device (``device: gpu``). Checked here, before
@@ -76,6 +109,7 @@ def build_augmentation(node: DictConfig | None, target: Target) -> Callable[...,
     if device not in AUGMENTATION_DEVICES:
         raise ConfigError(f"augmentation.device={device}: expected one of {', '.join(AUGMENTATION_DEVICES)}.")
     pipeline = instantiate(settings)
+    check_augmentation_keeps_intensities(pipeline, normalization)
     if device == "cpu":
         return pipeline
     from cellseg.data.pipeline.batch_augment import BatchAugmentation
@@ -92,7 +126,9 @@ def _datamodule(cfg: DictConfig, target: Target, criterion: nn.Module) -> Segmen
     return make_datamodule(
         channels=instantiate(cfg.channels, _convert_="all"),
         target=target,
-        augmentation=build_augmentation(cfg.get("augmentation"), target),
+        augmentation=build_augmentation(
+            cfg.get("augmentation"), target, OmegaConf.to_container(cfg.data.get("normalization") or {})
+        ),
         weight_map=UNetWeightMap(**settings) if settings is not None else None,
     )
 

@@ -500,7 +500,8 @@ class Elastic(Geometric):
 class BrightnessContrast(Step):
     """albumentations' RandomBrightnessContrast on float images: x * (1 + c) + b, c ~ U(contrast),
     b ~ U(brightness) (brightness_by_max: times 1, the float maximum), then clipped to [0, 1] as
-    albumentations clips float images (what the CPU path does, also to images normalised beyond 0..1)."""
+    albumentations clips float images (normalisations that reach beyond 0..1 are refused with it, see
+    :func:`cellseg.build.check_augmentation_keeps_intensities`)."""
 
     brightness: tuple[float, float]
     contrast: tuple[float, float]
