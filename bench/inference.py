@@ -144,7 +144,8 @@ def measure(spec: dict) -> dict:
     import numpy as np
     import torch
 
-    from cellseg.inference.tiling import TileSettings, blend_window, predict_tiled
+    from cellseg.inference.blending import predict_tiled
+    from cellseg.inference.tiling import TileSettings, blend_window
     from cellseg.models.padding import input_multiple
 
     if spec["threads"]:

@@ -32,6 +32,16 @@ FAST = [
     "callbacks=minimal",
 ]
 
+#: FAST with a network small enough that one training step (and torch.compile's first pass) stays short.
+TINY = [o for o in FAST if not o.startswith("model.")] + [
+    "model=unet_classic",
+    "model.init_features=4",
+    "model.depth=2",
+    "test=false",
+    "+trainer.max_steps=1",
+    "+trainer.limit_val_batches=1",
+]
+
 #: A few steps of the U-Net paper's ISBI setup on ../shared/data/isbi2012 (tests that need a real checkpoint).
 TINY_ISBI = [
     "experiment=isbi_unet",

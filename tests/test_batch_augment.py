@@ -38,7 +38,7 @@ from cellseg.instances.flows import flows_from_instances
 from cellseg.show import show
 from cellseg.training import train
 from cellseg.visualisation.figures import HEADER
-from tests.conftest import FAST, compose_config
+from tests.conftest import FAST, TINY, compose_config
 from tests.test_instance_targets import symmetric_cells
 from tests.test_show import SMALL_DATA, png, show_config, size_of
 
@@ -393,16 +393,8 @@ def test_a_training_step_augments_its_batch_on_the_device(tmp_path: Path, monkey
         return out
 
     monkeypatch.setattr(BatchAugmentation, "__call__", recording)
-    tiny = [o for o in FAST if not o.startswith("model.")] + [
-        "model=unet_classic",
-        "model.init_features=4",
-        "model.depth=2",
-        "test=false",
-        "+trainer.max_steps=1",
-        "+trainer.limit_val_batches=1",
-    ]
     overrides = ["augmentation=elastic", "augmentation.device=gpu", "target=flows"]
-    summary = train(compose_config([*tiny, *overrides], run_dir=tmp_path / "run"))
+    summary = train(compose_config([*TINY, *overrides], run_dir=tmp_path / "run"))
     assert summary["status"] == "completed"
     assert len(seen) == 1  # the one training batch; validation batches are never augmented
     assert seen[0]["regression"].shape == (4, 2, 64, 64) and "augment_seed" not in seen[0]

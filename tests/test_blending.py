@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from cellseg.inference import blending
-from cellseg.inference.blending import blended_blocks
-from cellseg.inference.tiling import TileGrid, TileSettings, blend_window, cut_tile, predict_tiled
+from cellseg.inference.blending import blended_blocks, predict_tiled
+from cellseg.inference.tiling import TileGrid, TileSettings, blend_window, cut_tile
 
 _KERNEL = torch.Generator().manual_seed(0)
 _WEIGHTS = torch.randn(3, 2, 5, 5, generator=_KERNEL)

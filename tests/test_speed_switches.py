@@ -12,17 +12,7 @@ from cellseg.build import resolve_precision
 from cellseg.inference.checkpoint import load_model, read_checkpoint
 from cellseg.models import create_model
 from cellseg.training import train
-from tests.conftest import FAST, compose_config
-
-# A network small enough that torch.compile's first pass stays short on 2 cores.
-TINY = [o for o in FAST if not o.startswith("model.")] + [
-    "model=unet_classic",
-    "model.init_features=4",
-    "model.depth=2",
-    "test=false",
-    "+trainer.max_steps=1",
-    "+trainer.limit_val_batches=1",
-]
+from tests.conftest import TINY, compose_config
 
 
 @pytest.mark.parametrize(

@@ -54,7 +54,7 @@ def open_zarr(path: Path) -> tuple[Any, str]:
             f'{path}: reading zarr images needs the zarr package: pip install "cellseg[zarr]".'
         ) from error
     node = zarr.open(str(path), mode="r")
-    if not hasattr(node, "attrs") or hasattr(node, "shape"):
+    if hasattr(node, "shape"):  # a plain array; an OME-Zarr image is a group
         return node, "Q" * (node.ndim - 2) + "YX"
     attrs = dict(node.attrs)
     multiscales = attrs.get("ome", attrs).get("multiscales")

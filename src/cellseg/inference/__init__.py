@@ -10,9 +10,10 @@
 - :mod:`~cellseg.inference.results`: what is kept of each image and written per input file.
 """
 
+from cellseg.inference.blending import predict_tiled
 from cellseg.inference.checkpoint import CheckpointError, LoadedModel, load_model, read_checkpoint
 from cellseg.inference.predictor import Predictor
-from cellseg.inference.tiling import TileSettings, predict_tiled
+from cellseg.inference.tiling import TileSettings
 
 __all__ = [
     "CheckpointError",

@@ -11,14 +11,15 @@ every pixel's sum is made in the order a whole-image accumulator makes it, so th
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from cellseg.inference.tiling import BatchPredictor, TileGrid, TileSettings, blend_window
+from cellseg.errors import ConfigError
+from cellseg.inference.tiling import BatchPredictor, TileGrid, TileSettings, blend_window, cut_tile
 
 #: Reads the tile whose top-left corner in padded coordinates is (top, left): (C, tile_h, tile_w).
 TileReader = Callable[[int, int], torch.Tensor]
@@ -104,6 +105,9 @@ class _RowWindow:
         self.col_lo, self.col_hi, self.col_done = _spans(grid.cols, grid.tile_w, grid.margin, grid.width)
         self.carry: _Carry | None = None
         self.carried = 0  # rows at the top of the current tile row that the previous one reached
+        # The current tile row's partial sums over image columns [left, right): planes x rows x columns.
+        self.sums = torch.zeros(0, 0, 0)
+        self.left = self.right = 0
 
     def _carry_for(self, planes: int) -> _Carry:
         if self.carry is None:
@@ -186,3 +190,38 @@ def blended_blocks(
                 yield from window.add(row, col, tile_outputs)
             if progress is not None:
                 progress(len(batch))
+
+
+def gather_blocks(blocks: Iterable[Block], height: int, width: int) -> np.ndarray:
+    """The blocks of one image put together: (P, height, width) float32, held whole."""
+    outputs: np.ndarray | None = None
+    for block in blocks:
+        if outputs is None:
+            outputs = np.empty((block.values.shape[0], height, width), dtype=np.float32)
+        outputs[:, block.rows, block.cols] = block.values
+    assert outputs is not None, "an image yields at least one block"
+    return outputs
+
+
+def predict_tiled(
+    predict_batch: BatchPredictor,
+    image: np.ndarray | torch.Tensor,
+    settings: TileSettings,
+    device: torch.device | str = "cpu",
+    progress: Callable[[int], None] | None = None,
+    multiple: int = 1,
+) -> np.ndarray:
+    """Blended outputs (P, H, W) float32 of a model-ready image (C, H, W) held whole (evaluate's split
+    images; predict streams instead).
+
+    ``multiple`` is the network's stride (:func:`cellseg.models.padding.input_multiple`);
+    ``progress`` is called with the number of tiles finished after each batch.
+    """
+    image = torch.as_tensor(image, dtype=torch.float32)
+    if image.ndim != 3:
+        raise ConfigError(f"Tiled prediction needs an image of shape (C, H, W), got {tuple(image.shape)}.")
+    grid = TileGrid.plan(*image.shape[-2:], settings, multiple)
+    blocks = blended_blocks(
+        predict_batch, lambda top, left: cut_tile(image, top, left, grid), grid, settings, device, progress
+    )
+    return gather_blocks(blocks, grid.height, grid.width)

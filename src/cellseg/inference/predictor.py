@@ -9,11 +9,11 @@ import numpy as np
 import torch
 
 from cellseg.errors import ConfigError
-from cellseg.inference.blending import Block, blended_blocks
+from cellseg.inference.blending import Block, blended_blocks, gather_blocks, predict_tiled
 from cellseg.inference.checkpoint import LoadedModel, load_model
 from cellseg.inference.inputs import InputPipeline
 from cellseg.inference.sources import SourceImage
-from cellseg.inference.tiling import TileGrid, TileSettings, count_tiles, predict_tiled, tile_index
+from cellseg.inference.tiling import TileGrid, TileSettings, count_tiles, tile_index
 from cellseg.inference.tta import transforms, with_tta
 from cellseg.models.padding import input_multiple
 from cellseg.postprocess import CrfSettings, crf_reference, dense_crf
@@ -104,9 +104,14 @@ class Predictor:
         outputs = predict_tiled(
             self._predict_batch, model_input, self.tiles, self.device, progress, self.multiple
         )
-        if self.postprocess is not None:  # the CRF sees the whole image, with the model input as reference
+        return self._refined(outputs, lambda: model_input)
+
+    def _refined(self, outputs: np.ndarray, model_input: Callable[[], np.ndarray]) -> np.ndarray:
+        """The outputs with their class probabilities refined by the CRF (``postprocess``), which sees the
+        whole image with the model input as its reference (made only when a CRF is configured)."""
+        if self.postprocess is not None:
             classes = self.layout.num_classes
-            outputs[:classes] = dense_crf(outputs[:classes], crf_reference(model_input), self.postprocess)
+            outputs[:classes] = dense_crf(outputs[:classes], crf_reference(model_input()), self.postprocess)
         return outputs
 
     def blocks(self, source: SourceImage, progress: Callable[[int], None] | None = None) -> Iterator[Block]:
@@ -131,17 +136,8 @@ class Predictor:
         """Like :meth:`outputs` for a source image read a tile at a time: (K + R, H, W) float32 held whole,
         refined by the CRF where one is configured (which reads the whole model input)."""
         height, width = source.shape
-        outputs: np.ndarray | None = None
-        for block in self.blocks(source, progress):
-            if outputs is None:
-                outputs = np.empty((block.values.shape[0], height, width), dtype=np.float32)
-            outputs[:, block.rows, block.cols] = block.values
-        assert outputs is not None
-        if self.postprocess is not None:
-            classes = self.layout.num_classes
-            model_input = source.region((slice(0, height), slice(0, width))).numpy()
-            outputs[:classes] = dense_crf(outputs[:classes], crf_reference(model_input), self.postprocess)
-        return outputs
+        outputs = gather_blocks(self.blocks(source, progress), height, width)
+        return self._refined(outputs, lambda: source.region((slice(0, height), slice(0, width))).numpy())
 
     def probabilities(self, source: np.ndarray, progress: Callable[[int], None] | None = None) -> np.ndarray:
         """(K, H, W) float32 class probabilities of a source image (C, H, W) with the checkpoint's channels."""

@@ -175,12 +175,12 @@ class FileResults:
     def add(self, image: int, rows: slice, cols: slice, probabilities: np.ndarray) -> None:
         """Class probabilities (K, h, w) of image ``image``'s ``rows`` x ``cols``: their mask and map."""
         page: tuple[int, ...] = (image,) if self.images > 1 else ()
-        if self._png_mask is not None:
-            self._png_mask[rows, cols] = encode_mask(class_map(probabilities), self.options.mask_values)
-        if self._mask is not None:
-            self._mask.write(
-                (*page, rows, cols), encode_mask(class_map(probabilities), self.options.mask_values)
-            )
+        if self._png_mask is not None or self._mask is not None:
+            mask = encode_mask(class_map(probabilities), self.options.mask_values)
+            if self._png_mask is not None:
+                self._png_mask[rows, cols] = mask
+            else:
+                self._mask.write((*page, rows, cols), mask)
         if self._probability is not None:
             if self.options.probability == "foreground":
                 self._probability.write((*page, rows, cols), foreground_probability(probabilities))

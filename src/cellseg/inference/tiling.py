@@ -6,7 +6,7 @@ cut into overlapping tiles that are predicted in batches, and the tile outputs a
 weight window: ``gaussian`` (σ = ``sigma_scale`` × tile size, as nnU-Net and MONAI) down-weights tile
 borders, where convolutions saw zero padding; ``constant`` averages the overlaps. This module places
 the tiles and cuts them; :mod:`cellseg.inference.blending` blends them block by block, so memory is set
-by the tile batch, not by the image (:func:`predict_tiled` gathers the blocks of an image held whole).
+by the tile batch, not by the image (its ``predict_tiled`` gathers the blocks of an image held whole).
 """
 
 from __future__ import annotations
@@ -182,37 +182,6 @@ def cut_tile(image: torch.Tensor, top: int, left: int, grid: TileGrid) -> torch.
     if isinstance(rows, slice) and isinstance(cols, slice):
         return image[:, rows, cols]
     return image.index_select(-2, torch.as_tensor(rows)).index_select(-1, torch.as_tensor(cols))
-
-
-def predict_tiled(
-    predict_batch: BatchPredictor,
-    image: np.ndarray | torch.Tensor,
-    settings: TileSettings,
-    device: torch.device | str = "cpu",
-    progress: Callable[[int], None] | None = None,
-    multiple: int = 1,
-) -> np.ndarray:
-    """Blended per-class probabilities (K, H, W) float32 of a model-ready image (C, H, W) held whole.
-
-    ``multiple`` is the network's stride (:func:`cellseg.models.padding.input_multiple`);
-    ``progress`` is called with the number of tiles finished after each batch. Images too large to
-    hold go through :func:`cellseg.inference.blending.blended_blocks` block by block instead.
-    """
-    from cellseg.inference.blending import blended_blocks
-
-    image = torch.as_tensor(image, dtype=torch.float32)
-    if image.ndim != 3:
-        raise ConfigError(f"Tiled prediction needs an image of shape (C, H, W), got {tuple(image.shape)}.")
-    grid = TileGrid.plan(*image.shape[-2:], settings, multiple)
-    outputs: np.ndarray | None = None
-    for block in blended_blocks(
-        predict_batch, lambda top, left: cut_tile(image, top, left, grid), grid, settings, device, progress
-    ):
-        if outputs is None:
-            outputs = np.empty((block.values.shape[0], grid.height, grid.width), dtype=np.float32)
-        outputs[:, block.rows, block.cols] = block.values
-    assert outputs is not None
-    return outputs
 
 
 def count_tiles(height: int, width: int, settings: TileSettings, multiple: int = 1) -> int:

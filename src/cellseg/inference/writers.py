@@ -71,13 +71,6 @@ def check_mask_format(mask_format: str) -> str:
     return mask_format
 
 
-def write_masks(path_stem: Path, masks: Sequence[np.ndarray], mask_format: str) -> Path:
-    """Masks of one input file: a PNG or TIFF for one image; always a multi-page TIFF for a stack."""
-    if mask_format == "png" and len(masks) == 1:
-        return write_png(path_stem.parent / f"{path_stem.name}.png", masks[0])
-    return write_tiff(path_stem.parent / f"{path_stem.name}.tif", masks if len(masks) > 1 else masks[0])
-
-
 def instance_dtype(labels: Sequence[np.ndarray]) -> type[np.integer]:
     """uint16 when every id fits (what Fiji and napari read fastest), else uint32."""
     return np.uint16 if max(int(lab.max(initial=0)) for lab in labels) < 2**16 else np.uint32
