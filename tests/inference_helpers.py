@@ -24,6 +24,7 @@ def write_checkpoint(
     target: dict | None = None,
     regression_names: Sequence[str] = (),
     normalization: dict | None = None,
+    scale: float | None = None,
 ) -> Path:
     """An untrained cellseg checkpoint with the keys Lightning writes (state_dict, hyper_parameters)."""
     pipeline = {
@@ -38,6 +39,8 @@ def write_checkpoint(
     }
     if data is not None:
         pipeline["data"] = data
+    if scale is not None:
+        pipeline["scale"] = scale
     torch.manual_seed(0)
     module = SegmentationModule(
         model=model or TINY_UNET,
@@ -68,7 +71,7 @@ class PassThrough(nn.Module):
         return x.clone()
 
 
-def pass_through_model(target: object, folder: Path) -> LoadedModel:
+def pass_through_model(target: object, folder: Path, scale: float | None = None) -> LoadedModel:
     """A loaded checkpoint of ``target`` (its output channels as the input channels) whose network is
     :class:`PassThrough`: the model input given to a Predictor is the output it blends and decodes."""
     names = list(target.outputs.channel_names)
@@ -78,6 +81,7 @@ def pass_through_model(target: object, folder: Path) -> LoadedModel:
         specs=names,
         target=target.describe(),
         regression_names=target.regression_names,
+        scale=scale,
     )
     model = load_model(ckpt)
     model.net = PassThrough()

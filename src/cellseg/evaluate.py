@@ -79,6 +79,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         amp=cfg.amp,
         channel_names=datamodule.channel_names,
         postprocess=postprocess,
+        scale=1.0,  # the data module resized the images by the checkpoint's scale already
     )
     out_dir = Path(cfg.paths.run_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -53,7 +53,8 @@ def data_config(given: Mapping[str, Any] | None, model: LoadedModel) -> dict[str
 
 
 def datamodule_for(data: Mapping[str, Any], model: LoadedModel) -> SegmentationDataModule:
-    """The data module of ``data`` fed with the checkpoint's channels, target and normalisation."""
+    """The data module of ``data`` fed with the checkpoint's channels, target, normalisation and scale (its
+    images and truth resized as the training images were: scores are those of training's validation)."""
     pipeline = model.pipeline
     make = instantiate(dict(data), _partial_=True, _convert_="partial")
     return make(
@@ -61,6 +62,7 @@ def datamodule_for(data: Mapping[str, Any], model: LoadedModel) -> SegmentationD
         target=target_from_description(dict(pipeline["target"])),
         normalization=Normalization(**dict(pipeline["normalization"])),
         augmentation=None,
+        scale=model.scale,
     )
 
 

@@ -82,7 +82,10 @@ class TuneDecoding(pl.Callback):
         target = model.target
         if not target.tuning_grid():
             return
-        predictor = Predictor(model, device=pl_module.device, channel_names=datamodule.channel_names)
+        # The data module's images are resized by data.scale already.
+        predictor = Predictor(
+            model, device=pl_module.device, channel_names=datamodule.channel_names, scale=1.0
+        )
         result, _ = tune_and_store(best, predictor, datamodule, target, self.progress)
         pl_module.set_decoding(result.settings)
         for callback in trainer.callbacks:

@@ -64,7 +64,15 @@ def predict_panel(
             continue
         try:
             model = reference if ckpt == reference_ckpt else load_model(ckpt)
-            predictor = Predictor(model, tiles=tiles, device=device, channel_names=datamodule.channel_names)
+            # The panel's images are resized by the reference's data.scale; a setting trained at another
+            # scale sees them resized to its own, and its outputs resized back.
+            predictor = Predictor(
+                model,
+                tiles=tiles,
+                device=device,
+                channel_names=datamodule.channel_names,
+                scale=model.scale / reference.scale,
+            )
         except CellsegError as error:
             panel.notes.append(f"{label}: cannot predict the panel's images ({error}).")
             continue

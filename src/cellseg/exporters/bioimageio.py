@@ -308,6 +308,11 @@ def _notes(model: LoadedModel, source_names: Sequence[str], normalization_notes:
         "The channel strategy (which planes, merged how) runs inside the network as a 1x1 convolution; "
         f"the package reads the planes {', '.join(source_names)}.",
     ]
+    if model.scale != 1.0:
+        notes.append(
+            f"The network was trained on images resized by {model.scale:g} (data.scale): resize images by "
+            f"that factor before the model and its outputs back (python -m cellseg.predict does both)."
+        )
     if model.layout.has_regression:
         notes.append(
             "Instances are decoded from the probabilities and the maps "

@@ -47,6 +47,8 @@ def build_metadata(model: LoadedModel, settings: ExportSettings, dynamic: bool) 
         "channel_names": list(model.channel_names),
         "in_channels": model.in_channels,
         "pipeline": model.pipeline,
+        # Images must be resized by this factor before the network, its outputs back (data.scale).
+        "scale": model.scale,
         "model": model.hparams.get("model"),
         "input_size": list(settings.input_size),
         "dynamic": dynamic,

@@ -48,6 +48,11 @@ class LoadedModel:
         return tuple(self.pipeline["channel_names"])
 
     @property
+    def scale(self) -> float:
+        """The factor the training images were resized by (``data.scale``; 1.0 in older checkpoints)."""
+        return float(self.pipeline.get("scale", 1.0))
+
+    @property
     def layout(self) -> OutputLayout:
         """The network's output channels: class logits, then regression maps."""
         return layout_of_hparams(self.hparams)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cellseg.data.pipeline.scale import check_scale, resize_planes, scaled_size
 from cellseg.errors import ConfigError
 from cellseg.inference.blending import Block, blended_blocks, gather_blocks, predict_tiled
 from cellseg.inference.checkpoint import LoadedModel, load_model
@@ -37,6 +38,9 @@ class Predictor:
     differ from the training images' (see :class:`~cellseg.inference.inputs.InputPipeline`).
     ``postprocess`` (``postprocess=crf``) refines the class probabilities of each whole image with a
     dense CRF, once, after the tiles are blended and the TTA passes averaged; regression maps are kept.
+    ``scale`` resizes each image before the network and its outputs back to the image's size (default:
+    the checkpoint's ``data.scale``, see :mod:`cellseg.data.pipeline.scale`); give 1.0 for images a data
+    module has already resized. A resized image is predicted whole rather than streamed.
     """
 
     def __init__(
@@ -48,6 +52,7 @@ class Predictor:
         amp: bool = True,
         channel_names: Sequence[str] | None = None,
         postprocess: CrfSettings | None = None,
+        scale: float | None = None,
     ) -> None:
         self.passes = len(transforms(tta))  # network passes per tile; an unknown mode fails here
         self.model = model
@@ -62,6 +67,7 @@ class Predictor:
         self.multiple = input_multiple(model.net)
         self.layout = model.layout
         self.postprocess = postprocess
+        self.scale = check_scale(model.scale if scale is None else scale, "scale")
         self._predict_batch = with_tta(self._activated, tta, vectors=self.layout.vector_pairs)
 
     @classmethod
@@ -87,9 +93,14 @@ class Predictor:
             raw = self.model.net(tiles)
         return self.layout.activate(raw)
 
+    @property
+    def streams(self) -> bool:
+        """Whether :meth:`blocks` applies: images are predicted at their own size."""
+        return self.scale == 1.0
+
     def tiles_for(self, height: int, width: int) -> int:
         """Tiles of one image (for progress bars); each costs one network pass per TTA transform."""
-        return count_tiles(height, width, self.tiles, self.multiple)
+        return count_tiles(*scaled_size(height, width, self.scale), self.tiles, self.multiple)
 
     def outputs(self, source: np.ndarray, progress: Callable[[int], None] | None = None) -> np.ndarray:
         """(K + R, H, W) float32: class probabilities, then the target's regression maps (distance, flows),
@@ -101,10 +112,12 @@ class Predictor:
         self, model_input: np.ndarray, progress: Callable[[int], None] | None = None
     ) -> np.ndarray:
         """Like :meth:`outputs` for an image that is already model input (C_in, H, W) float32."""
+        height, width = model_input.shape[-2:]
+        network_input = resize_planes(model_input, *scaled_size(height, width, self.scale))
         outputs = predict_tiled(
-            self._predict_batch, model_input, self.tiles, self.device, progress, self.multiple
+            self._predict_batch, network_input, self.tiles, self.device, progress, self.multiple
         )
-        return self._refined(outputs, lambda: model_input)
+        return self._refined(resize_planes(outputs, height, width), lambda: model_input)
 
     def _refined(self, outputs: np.ndarray, model_input: Callable[[], np.ndarray]) -> np.ndarray:
         """The outputs with their class probabilities refined by the CRF (``postprocess``), which sees the
@@ -118,7 +131,12 @@ class Predictor:
         """The outputs (K + R planes) of a source image read a tile at a time, as final blocks top to
         bottom (:func:`~cellseg.inference.blending.blended_blocks`): memory does not grow with the image.
         Call ``source.measure()`` first to choose the sample (else the default one is used). The CRF
-        (``postprocess``) needs the whole image: see :meth:`outputs_of_source`."""
+        (``postprocess``) needs the whole image: see :meth:`outputs_of_source`. Only for a predictor that
+        :attr:`streams`."""
+        if not self.streams:
+            raise ValueError(
+                f"A predictor with scale {self.scale} resizes whole images; it cannot stream blocks."
+            )
         height, width = source.shape
         grid = TileGrid.plan(height, width, self.tiles, self.multiple)
         return blended_blocks(
@@ -136,8 +154,11 @@ class Predictor:
         """Like :meth:`outputs` for a source image read a tile at a time: (K + R, H, W) float32 held whole,
         refined by the CRF where one is configured (which reads the whole model input)."""
         height, width = source.shape
+        whole = (slice(0, height), slice(0, width))
+        if not self.streams:
+            return self.outputs_of_input(source.region(whole).numpy(), progress)
         outputs = gather_blocks(self.blocks(source, progress), height, width)
-        return self._refined(outputs, lambda: source.region((slice(0, height), slice(0, width))).numpy())
+        return self._refined(outputs, lambda: source.region(whole).numpy())
 
     def probabilities(self, source: np.ndarray, progress: Callable[[int], None] | None = None) -> np.ndarray:
         """(K, H, W) float32 class probabilities of a source image (C, H, W) with the checkpoint's channels."""

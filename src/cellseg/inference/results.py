@@ -253,12 +253,12 @@ def predict_image(
     decode: Decoder,
     progress: bool,
 ) -> None:
-    """One image's results into ``results``: streamed block by block, or, where instances or the CRF
-    need the whole image, from its outputs held whole."""
+    """One image's results into ``results``: streamed block by block, or, where instances, the CRF or
+    a resize (the checkpoint's ``data.scale``) need the whole image, from its outputs held whole."""
     height, width = source.shape
     classes = predictor.layout.num_classes
     with _tile_bar(progress, predictor.tiles_for(height, width), predictor.passes) as tiles:
-        if not results.options.needs_instances and predictor.postprocess is None:
+        if predictor.streams and not results.options.needs_instances and predictor.postprocess is None:
             for block in predictor.blocks(source, tiles.update):
                 results.add(index, block.rows, block.cols, block.values[:classes])
             return

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from cellseg.data.pipeline.channels import BoundChannels, ChannelStrategy
 from cellseg.data.pipeline.dataset import SampleSet, SegmentationDataset
 from cellseg.data.pipeline.normalize import Normalization
+from cellseg.data.pipeline.scale import check_scale, rescale_samples
 from cellseg.data.pipeline.targets import Target
 from cellseg.errors import ConfigError, DataError
 from cellseg.utils.seeds import epoch_seed
@@ -62,7 +63,8 @@ class SegmentationDataModule(pl.LightningDataModule, ABC):
 
     Each split is decoded once, at set-up (before training), and kept in memory in its native dtype;
     every bad file is reported then. Training draws random crops of ``crop_size``; validation and test
-    use whole images.
+    use whole images. ``scale`` resizes every split's images and labels as they are decoded
+    (:mod:`cellseg.data.pipeline.scale`: bring large cells to about 30 px).
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class SegmentationDataModule(pl.LightningDataModule, ABC):
         skip_bad: bool = False,
         eval_metrics: Sequence[str] = ("instances",),
         weight_map: Callable[[np.ndarray], np.ndarray] | None = None,
+        scale: float = 1.0,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -111,6 +114,7 @@ class SegmentationDataModule(pl.LightningDataModule, ABC):
         self.skip_bad = skip_bad
         self.eval_metrics = tuple(eval_metrics)
         self.weight_map = weight_map
+        self.scale = check_scale(scale)
         self._datasets: dict[str, SegmentationDataset] = {}
         self._seed = torch.initial_seed()  # the run's seed: the data module is built after seed_everything
         self._order = torch.Generator()  # the training order; reseeded per epoch by set_epoch
@@ -156,7 +160,7 @@ class SegmentationDataModule(pl.LightningDataModule, ABC):
             channels = self.bound_channels  # a channel the images lack fails before they are read
             if self.normalization.needs_fit and split != "train":
                 self.dataset("train")  # dataset-wide statistics come from the training images
-            samples = self.load_split(split)
+            samples = rescale_samples(self.load_split(split), self.scale)
             if len(samples) == 0:
                 raise DataError(f"The '{split}' split of {type(self).__name__} is empty.")
             if split == "train" and self.normalization.needs_fit:
@@ -258,4 +262,5 @@ class SegmentationDataModule(pl.LightningDataModule, ABC):
             "target": self.target.describe(),
             "class_names": list(self.class_names),
             "crop_size": self.crop_size,
+            "scale": self.scale,
         }
