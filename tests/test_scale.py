@@ -114,3 +114,19 @@ def test_an_export_tells_its_consumer_the_factor(tmp_path):
     plain = load_model(write_checkpoint(tmp_path / "plain.ckpt"))
     assert plain.scale == 1.0  # checkpoints from before data.scale
     assert not any("resized" in note for note in _notes(plain, ["em"], []))
+
+
+def test_instances_of_a_scaled_checkpoint_are_decoded_where_its_sizes_count():
+    from cellseg.data.pipeline.targets import DistanceTarget
+    from cellseg.inference.decode import decoded_at_scale
+
+    target = DistanceTarget()  # min_size 15
+    instances = np.zeros((96, 96), np.int32)
+    instances[8:48, 8:48] = 1  # 400 px at scale 0.5
+    instances[70:76, 70:76] = 2  # 36 px here, 9 px at scale 0.5: below min_size where it was tuned
+    probabilities, maps = target.outputs.split_array(perfect_outputs(target, instances))
+    assert len(np.unique(target.decode(probabilities, maps))) == 3  # both kept at the image's size
+    decoded = decoded_at_scale(target.decode, 0.5)(probabilities, maps)
+    assert decoded.shape == (96, 96)
+    assert set(np.unique(decoded)) == {0, 1} and instance_scores([instances == 1], [decoded])["ap75"] == 1.0
+    assert decoded_at_scale(target.decode, 1.0) == target.decode

@@ -3,11 +3,15 @@ come from the target's own decoding, :meth:`cellseg.data.pipeline.targets.Target
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from cellseg.data.pipeline.scale import resize_labels, resize_planes, scaled_size
 from cellseg.errors import ConfigError
+
+#: A target's decoding: class probabilities (K, H, W) and regression maps (R, H, W) or None -> instance ids.
+Decoder = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
 
 
 def class_map(probabilities: np.ndarray) -> np.ndarray:
@@ -21,6 +25,25 @@ def foreground_probability(probabilities: np.ndarray) -> np.ndarray:
     For ISBI this is the cell-interior probability, the polarity of the challenge's labels.
     """
     return (1.0 - probabilities[0]).astype(np.float32)
+
+
+def decoded_at_scale(decode: Decoder, scale: float) -> Decoder:
+    """``decode`` run on outputs resized by ``scale``, the labels resized back by nearest neighbour.
+
+    A checkpoint trained with ``data.scale`` validated and tuned its decoding on resized images, where its
+    sizes count (``min_size``, the flows' steps and sinks): decoding the outputs at the image's own size
+    would keep fragments 1 / scale^2 times smaller than those it learned to drop. Identity at scale 1.
+    """
+    if scale == 1.0:
+        return decode
+
+    def decode_resized(probabilities: np.ndarray, regression: np.ndarray | None) -> np.ndarray:
+        height, width = probabilities.shape[-2:]
+        size = scaled_size(height, width, scale)
+        maps = None if regression is None else resize_planes(regression, *size)
+        return resize_labels(decode(resize_planes(probabilities, *size), maps), height, width)
+
+    return decode_resized
 
 
 def default_mask_values(num_classes: int) -> list[int]:

@@ -7,7 +7,7 @@ save_predictions=true`` (a split's images).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +18,14 @@ from tqdm import tqdm
 
 from cellseg.data.io import image_stem
 from cellseg.errors import ConfigError, DataError
-from cellseg.inference.decode import class_map, encode_mask, foreground_probability, mask_values
+from cellseg.inference.decode import (
+    Decoder,
+    class_map,
+    decoded_at_scale,
+    encode_mask,
+    foreground_probability,
+    mask_values,
+)
 from cellseg.inference.inputs import check_inputs
 from cellseg.inference.predictor import Predictor
 from cellseg.inference.sources import DEFAULT_SAMPLE_PIXELS, SourceImage, source_images
@@ -114,7 +121,6 @@ def unique_stems(files: Sequence[Path]) -> list[str]:
 
 
 #: One image's class probabilities (K, H, W) and regression maps (R, H, W) or None -> instance ids (H, W).
-Decoder = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
 
 
 class FileResults:
@@ -278,12 +284,13 @@ def predict_files(
 ) -> list[dict[str, Any]]:
     """Predict every image of every file and write its results; returns one manifest entry per file.
 
-    ``decode`` makes instance labels (default: the checkpoint's target with its decoding settings);
+    ``decode`` makes instance labels (default: the checkpoint's target with its decoding settings), at
+    the checkpoint's training scale (:func:`~cellseg.inference.decode.decoded_at_scale`);
     ``sample_pixels`` bounds the pixels per channel that normalisation ranges are measured on."""
     counts = check_inputs(files, len(predictor.channel_names), pages)
     summary: list[dict[str, Any]] = []
     stems = unique_stems(files)
-    decode = decode or predictor.model.target.decode
+    decode = decoded_at_scale(decode or predictor.model.target.decode, predictor.scale)
     entries = []
     with tqdm(
         total=sum(c[0] for c in counts), desc="images", unit="image", disable=not progress, position=0
