@@ -21,9 +21,9 @@ from cellseg.data.pipeline.targets import target_from_description
 from cellseg.data.sources.base import SegmentationDataModule
 from cellseg.errors import ConfigError
 from cellseg.inference.checkpoint import LoadedModel
-from cellseg.inference.decode import default_mask_values
+from cellseg.inference.decode import Decoder, default_mask_values
 from cellseg.inference.predictor import Predictor
-from cellseg.inference.results import Decoder, FileResults, OutputOptions
+from cellseg.inference.results import FileResults, OutputOptions
 from cellseg.outputs import OutputLayout
 from cellseg.stage_metrics import StageMetrics
 

@@ -11,10 +11,8 @@ from torch import nn
 from torchmetrics import MeanMetric, Metric
 
 from cellseg.errors import ConfigError
+from cellseg.inference.decode import Decoder
 from cellseg.metrics import InstanceMetrics, IsbiMetrics, SegmentationMetrics
-
-#: One image's class probabilities (K, H, W) and regression maps (R, H, W) or None -> instance ids (H, W).
-Decoder = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
 
 #: The scores a run is summarised by (HParams table, per-epoch log line), where the data set logs them.
 MAIN_SCORES = ("val/dice", "val/iou", "val/ap50", "val/v_rand")

@@ -120,9 +120,6 @@ def unique_stems(files: Sequence[Path]) -> list[str]:
     return stems
 
 
-#: One image's class probabilities (K, H, W) and regression maps (R, H, W) or None -> instance ids (H, W).
-
-
 class FileResults:
     """The result files of one input file, filled image by image and block by block.
 

@@ -72,13 +72,12 @@ def resize_image(image: np.ndarray, scale: float) -> np.ndarray:
 def resize_labels(labels: np.ndarray, height: int, width: int) -> np.ndarray:
     """Labels (H, W) resized to (height, width) by nearest neighbour (pixel centres): ids stay ids, the
     unannotated value -1 stays -1; cells smaller than a resized pixel may vanish."""
-    rows = np.minimum(
-        ((np.arange(height) + 0.5) * labels.shape[0] / height).astype(np.intp), labels.shape[0] - 1
-    )
-    cols = np.minimum(
-        ((np.arange(width) + 0.5) * labels.shape[1] / width).astype(np.intp), labels.shape[1] - 1
-    )
-    return labels[np.ix_(rows, cols)]
+    return labels[np.ix_(_nearest(height, labels.shape[0]), _nearest(width, labels.shape[1]))]
+
+
+def _nearest(size: int, source: int) -> np.ndarray:
+    """The source index (0..source-1) whose pixel centre is nearest each of ``size`` resized pixels."""
+    return np.minimum(((np.arange(size) + 0.5) * source / size).astype(np.intp), source - 1)
 
 
 def rescale_samples(samples: SampleSet, scale: float) -> SampleSet:
