@@ -11,10 +11,11 @@ import torch
 from hydra.utils import instantiate
 from pytorch_lightning.utilities import rank_zero_warn
 
+from cellseg.data.pipeline.targets import Decoder
 from cellseg.losses import build_loss
 from cellseg.models import create_model
 from cellseg.outputs import OutputLayout
-from cellseg.stage_metrics import Decoder, StageMetrics
+from cellseg.stage_metrics import StageMetrics
 
 # Keys of a scheduler config that are Lightning's, not the scheduler's constructor arguments.
 _LIGHTNING_SCHEDULER_KEYS = ("interval", "frequency", "monitor")

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric, Metric
 
+from cellseg.data.pipeline.targets import Decoder
 from cellseg.errors import ConfigError
-from cellseg.inference.decode import Decoder
 from cellseg.metrics import InstanceMetrics, IsbiMetrics, SegmentationMetrics
 
 #: The scores a run is summarised by (HParams table, per-epoch log line), where the data set logs them.

@@ -3,15 +3,13 @@ come from the target's own decoding, :meth:`cellseg.data.pipeline.targets.Target
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from cellseg.data.pipeline.scale import resize_labels, resize_planes, scaled_size
+from cellseg.data.pipeline.targets import Decoder
 from cellseg.errors import ConfigError
-
-#: A target's decoding: class probabilities (K, H, W) and regression maps (R, H, W) or None -> instance ids.
-Decoder = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
 
 
 def class_map(probabilities: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ settings (``decoding.*``); :meth:`Target.tuning_grid` lists the settings worth t
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -28,6 +28,9 @@ from cellseg.outputs import OutputLayout
 
 #: Decoding settings: name -> value (thresholds, iteration counts).
 Settings = Mapping[str, Any]
+#: A target's decoding bound to its settings: class probabilities (K, H, W) and regression maps (R, H, W)
+#: or None -> instance ids (H, W).
+Decoder = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
 
 
 class Target:
