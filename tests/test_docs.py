@@ -808,6 +808,12 @@ def _workspace(tmp_path: Path, command: DocCommand, trained) -> Path:
     for task in tasks:
         # hard links: each test has its own run folder (evaluate and export write next to the checkpoint)
         shutil.copytree(trained(task), work / "outputs" / task / RUN_NAME, copy_function=os.link)
+    for arg in command.args:  # a campaign's own checkpoint (experiments/): its run folder, as trained
+        key, _, value = arg.partition("=")
+        if key == "ckpt" and value.startswith("outputs/campaigns/") and "<" not in value:
+            task = "flows" if "tune=true" in command.args else _checkpoint_task(command.args)
+            shutil.copytree(trained(task), work / Path(value).parents[1], copy_function=os.link)
+            tasks.add(task)
     if tasks & {"train", "flows"}:
         for folder in ("images", "my_images"):
             _write_images(work / folder, planes=5)  # the synthetic data's five channels
