@@ -93,3 +93,34 @@ def test_semantic_masks_become_4_connected_instances_and_ignore_values():
 def test_unexpected_mask_values_name_the_file_and_values():
     with pytest.raises(DataError, match=r"m\.png: mask values \[3\]"):
         MaskDecoder(foreground=[255]).decode(np.array([[0, 3, 255]], np.uint8), "m.png")
+
+
+def two_touching_disks_and_an_ellipse() -> np.ndarray:
+    """A stain plane (1, 120, 200): two touching disks of radius 16 (centres 26 px apart) and, apart, an
+    elongated nucleus (semi-axes 40 and 10 px) lying diagonally, whose distance ridge is one pixel wide."""
+    rows, cols = np.mgrid[:120, :200]
+    disks = ((rows - 40) ** 2 + (cols - 30) ** 2 < 16**2) | ((rows - 40) ** 2 + (cols - 56) ** 2 < 16**2)
+    along, across = ((rows - 60) + (cols - 140)) / np.sqrt(2), ((rows - 60) - (cols - 140)) / np.sqrt(2)
+    ellipse = (along / 40) ** 2 + (across / 10) ** 2 < 1
+    return ((disks | ellipse) * 1000).astype(np.uint16)[None]
+
+
+@pytest.mark.parametrize("depth", [1, 2, 5])
+def test_from_channel_splits_touching_nuclei_at_their_neck_and_keeps_an_elongated_one_whole(depth):
+    image = two_touching_disks_and_an_ellipse()
+    merged = FromChannelTarget(channel=0, smooth_sigma=0, min_size=0).instances_from_image(image, ("dapi",))
+    assert merged.max() == 2  # a threshold merges the touching pair
+    target = FromChannelTarget(channel=0, smooth_sigma=0, min_size=0, split_depth=depth)
+    instances = target.instances_from_image(image, ("dapi",))
+    assert instances.max() == 3
+    assert instances[40, 30] != instances[40, 56]  # the two disk centres are two nuclei
+    diagonal = instances[np.arange(35, 85), np.arange(115, 165)]
+    assert len(np.unique(diagonal)) == 1  # the ellipse's long axis is one nucleus
+    left, right = np.bincount(instances.ravel())[[instances[40, 30], instances[40, 56]]]
+    assert abs(int(left) - int(right)) < 0.05 * left  # cut at the neck, halfway between the centres
+    assert np.array_equal(instances > 0, merged > 0)  # splitting moves no pixel in or out
+
+
+def test_from_channel_split_depth_must_be_positive_pixels():
+    with pytest.raises(ConfigError, match=r"target\.split_depth is 0"):
+        FromChannelTarget(channel=0, split_depth=0)

@@ -43,12 +43,49 @@ def instances_from_distance(
     if not foreground.any():
         return np.zeros(distance.shape, np.int32)
     smoothed = ndi.gaussian_filter(distance, smooth_sigma) if smooth_sigma > 0 else distance
-    markers, cores = ndi.label((smoothed > peak_threshold) & foreground)
-    components, count = ndi.label(foreground)
-    without_core = np.setdiff1d(np.arange(1, count + 1), components[markers > 0])
-    if len(without_core):
-        tops = ndi.maximum_position(smoothed, components, without_core)
-        for marker, position in enumerate(tops, start=cores + 1):
-            markers[position] = marker
-    labels = watershed(-smoothed, markers=markers, mask=foreground)
+    labels = watershed_from_cores(smoothed, (smoothed > peak_threshold) & foreground, foreground)
     return relabel_sequential(without_small_cells(labels, int(min_size)))[0].astype(np.int32)
+
+
+def watershed_from_cores(
+    height: np.ndarray, cores: np.ndarray, foreground: np.ndarray, diagonal: bool = False
+) -> np.ndarray:
+    """Instance ids (H, W): a watershed of ``-height`` inside ``foreground`` seeded by the connected
+    ``cores`` (one cell each; ``diagonal``: pixels touching at a corner are connected); a foreground
+    component without a core keeps one marker at its highest point, so no object is lost for want of
+    a core."""
+    markers, count = ndi.label(cores & foreground, np.ones((3, 3)) if diagonal else None)
+    components, total = ndi.label(foreground)
+    without_core = np.setdiff1d(np.arange(1, total + 1), components[markers > 0])
+    if len(without_core):
+        tops = ndi.maximum_position(height, components, without_core)
+        for marker, position in enumerate(tops, start=count + 1):
+            markers[position] = marker
+    return watershed(-height, markers=markers, mask=foreground)
+
+
+def split_touching(cells: np.ndarray, depth: float) -> np.ndarray:
+    """Instance ids (H, W) int32 of a binary mask whose touching round objects (nuclei) are split.
+
+    Each object's centre is a peak of the mask's Euclidean distance transform; two touching nuclei are
+    two peaks joined by a neck where the distance dips. Peaks that rise at least ``depth`` px above
+    every path to a higher one (the h-maxima of the transform, CellProfiler's "declump by shape" in
+    morphological terms) seed a watershed of the negated distance, which cuts along the necks. An
+    elongated nucleus has a ridge, not a dip, so it stays whole unless its ridge sags by ``depth``.
+    """
+    from skimage.morphology import local_maxima, reconstruction
+
+    if depth <= 0:
+        raise ValueError(f"depth must be > 0 pixels, got {depth}.")
+    cells = np.asarray(cells, bool)
+    if not cells.any():
+        return np.zeros(cells.shape, np.int32)
+    distance = ndi.distance_transform_edt(cells)
+    # The h-maxima transform: every peak lowered by ``depth``, flat where its top was, so one peak is
+    # one plateau (skimage's ``h_maxima`` instead returns the top pixels, several for one peak with
+    # tied maxima: it split a convex nucleus of the brightfield stack in two). The plateau of a bent
+    # nucleus's ridge runs diagonally, one pixel wide: it is one core only with diagonal connections.
+    lowered = reconstruction(distance - depth, distance, method="dilation")
+    cores = local_maxima(lowered, allow_borders=True) & cells
+    labels = watershed_from_cores(distance, cores, cells, diagonal=True)
+    return relabel_sequential(labels)[0].astype(np.int32)

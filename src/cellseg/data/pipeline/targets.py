@@ -185,12 +185,14 @@ _THRESHOLDS = ("otsu", "li", "fixed")
 
 
 class FromChannelTarget(Target):
-    """Cells from one channel of the image itself: threshold, remove small objects, fill holes, label.
+    """Cells from one channel of the image itself: threshold, fill holes, split, remove small objects.
 
     For stacks without masks (e.g. a nuclear stain next to label-free brightfield planes): the stain
     becomes the ground truth and must not also be a model input (that would be trivial). The plane is
     normalised (1-99.8 percentile) and smoothed by a Gaussian of ``smooth_sigma`` px, then thresholded by
-    Otsu's or Li's method or at ``threshold`` (on the 0..1 normalised scale). ``output`` picks what the
+    Otsu's or Li's method or at ``threshold`` (on the 0..1 normalised scale). A threshold merges touching
+    nuclei into one object; ``split_depth`` (px) splits them where the mask's distance transform dips by
+    that much between two centres (:func:`cellseg.instances.distance.split_touching`). ``output`` picks what the
     network learns of those cells: ``binary``, ``boundary`` (with ``width``), ``distance`` or ``flows``
     (with ``decoding``), as the targets of those names do.
     """
@@ -203,6 +205,7 @@ class FromChannelTarget(Target):
         smooth_sigma: float = 1.0,
         min_size: int = 30,
         fill_holes: bool = True,
+        split_depth: float | None = None,
         output: str = "binary",
         width: int = 2,
         class_names: Sequence[str] | None = None,
@@ -237,12 +240,18 @@ class FromChannelTarget(Target):
             raise ConfigError(
                 f"target.min_size and target.smooth_sigma must be >= 0, got {min_size}, {smooth_sigma}."
             )
+        if split_depth is not None and not split_depth > 0:
+            raise ConfigError(
+                f"target.split_depth is {split_depth!r}; expected a depth in pixels > 0, or null to keep "
+                "touching objects whole."
+            )
         self.channel = channel
         self.method = method
         self.threshold = threshold
         self.smooth_sigma = smooth_sigma
         self.min_size = int(min_size)
         self.fill_holes = bool(fill_holes)
+        self.split_depth = None if split_depth is None else float(split_depth)
         self.output = output
 
     @property
@@ -255,6 +264,7 @@ class FromChannelTarget(Target):
     def instances_from_image(self, image: np.ndarray, channel_names: Sequence[str]) -> np.ndarray:
         """Instance ids (H, W) int32 derived from the target channel of ``image`` (C, H, W)."""
         from skimage.filters import threshold_li, threshold_otsu
+        from skimage.segmentation import relabel_sequential
 
         plane = Normalization()(image[self.channel_index(channel_names)])
         if self.smooth_sigma > 0:
@@ -266,9 +276,14 @@ class FromChannelTarget(Target):
         cells = plane > level
         if self.fill_holes:
             cells = ndi.binary_fill_holes(cells)
-        instances, count = ndi.label(cells)
-        if self.min_size > 0 and count:
-            instances, _ = ndi.label(without_small_cells(instances, self.min_size) > 0)
+        if self.split_depth is None:
+            instances = ndi.label(cells)[0]
+        else:
+            from cellseg.instances.distance import split_touching
+
+            instances = split_touching(cells, self.split_depth)
+        if self.min_size > 0 and instances.any():
+            instances = relabel_sequential(without_small_cells(instances, self.min_size))[0]
         return instances.astype(np.int32)
 
     def classes(self, instances: np.ndarray) -> np.ndarray:
