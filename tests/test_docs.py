@@ -779,7 +779,7 @@ def trained(tmp_path_factory):
             args = [*FAST, f"hydra.run.dir={run}"]
         elif task == "flows":  # a target=flows run: for the commands that tune its decoding
             args = [*FAST, "target=flows", f"hydra.run.dir={run}"]
-        elif task == "isbi_unet":
+        elif task in ("isbi_unet", "isbi_fast"):  # an ISBI checkpoint (evaluate scores V_rand on it)
             if not (SHARED_DATA / "isbi2012").is_dir():
                 pytest.skip("needs ../shared/data/isbi2012 for an ISBI checkpoint")
             args = [
