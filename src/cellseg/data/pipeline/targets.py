@@ -282,7 +282,7 @@ class FromChannelTarget(Target):
             from cellseg.instances.distance import split_touching
 
             instances = split_touching(cells, self.split_depth)
-        if self.min_size > 0 and instances.any():
+        if self.min_size > 0:
             instances = relabel_sequential(without_small_cells(instances, self.min_size))[0]
         return instances.astype(np.int32)
 
